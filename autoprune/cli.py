@@ -1,0 +1,170 @@
+"""Command dispatch and config checking for `python -m autoprune <command> [overrides]`.
+
+Hydra 1.3 has no subcommands: the command is popped from argv and the matching config
+(`conf/<command>.yaml`) is composed. Overrides are checked before Hydra runs the job, so a
+typo costs one clear line and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from autoprune.commands import COMMANDS
+from autoprune.errors import UserError
+from autoprune.paths import config_dir, group_choices, groups
+
+EXIT_USAGE = 2
+HELP_FLAGS = ("-h", "--help", "--hydra-help")
+
+
+def _fail(message: str) -> None:
+    print(f"autoprune: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _usage() -> str:
+    lines = ["usage: python -m autoprune <command> [group=choice ...] [key=value ...]", "",
+             "commands:"]
+    for name, module in COMMANDS.items():
+        lines.append(f"  {name:<10}{importlib.import_module(module).SUMMARY}")
+    lines += ["", "Run `python -m autoprune <command> --help` for its groups and options."]
+    return "\n".join(lines)
+
+
+def _parse(overrides: Sequence[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([text]))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot parse override {text!r}: {first}") from exc
+    return parsed
+
+
+def _check_keys(cfg: Any, parsed: list[Any]) -> None:
+    from omegaconf import OmegaConf
+
+    group_names = set(groups())
+    for override in parsed:
+        key = override.key_or_group
+        if key in group_names or override.is_add() or override.is_delete():
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if node is None or not OmegaConf.is_dict(node):
+            raise UserError(f"unknown key {key!r}: {parent or key} is not a config section")
+        if leaf not in list(node.keys()):
+            where = f"under {parent}" if parent else "at the top level"
+            valid = ", ".join(sorted(str(k) for k in node.keys()))
+            hint = f" (add a new key with +{key}=...)" if parent == "model" else ""
+            raise UserError(f"unknown key {key!r}; valid keys {where}: {valid}{hint}")
+
+
+def compose(command: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """Compose `conf/<command>.yaml` with overrides and return it resolved; raises UserError."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    parsed = _parse(overrides)
+    group_overrides = []
+    for override in parsed:
+        key = override.key_or_group
+        if key in groups() and not override.is_delete():
+            choices = group_choices(key)
+            value = override.value()
+            if not isinstance(value, str) or value not in choices:
+                raise UserError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")
+            group_overrides.append(f"{key}={value}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            base = hydra_compose(config_name=command, overrides=group_overrides)
+            _check_keys(base, parsed)
+            try:
+                cfg = hydra_compose(config_name=command, overrides=list(overrides))
+            except Exception as exc:
+                lines = [s for s in str(exc).strip().splitlines() if s.strip()]
+                raise UserError(" ".join(lines[:2]) if lines else type(exc).__name__) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", "") or "a value"
+        raise UserError(f"{key} is required: set {key}=...") from exc
+    except Exception as exc:
+        raise UserError(str(exc).strip().splitlines()[0]) from exc
+    return resolved  # type: ignore[return-value]
+
+
+def _run_hydra(command: str, module: Any, args: list[str]) -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from autoprune.config import settings_from_dict
+
+    def job(cfg: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        try:
+            raw = OmegaConf.to_container(cfg, resolve=True)
+            settings = settings_from_dict(raw)  # type: ignore[arg-type]
+            module.run(settings, HydraConfig.get().runtime.output_dir)
+        except UserError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            print("autoprune: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+
+    main = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(job)
+    sys.argv = [f"autoprune {command}", *args]
+    main()
+
+
+def _overrides(args: Sequence[str]) -> list[str]:
+    """Return the key=value overrides among command-line args, skipping Hydra's flags."""
+    overrides, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--cfg", "-c", "--package", "-p", "--info", "-i"):
+            skip = arg not in ("--info", "-i")
+        elif arg.startswith("-"):
+            continue
+        else:
+            overrides.append(arg)
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: `python -m autoprune <command> [overrides]`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        _fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[command])
+    if any(a in HELP_FLAGS for a in rest):
+        _run_hydra(command, module, rest)
+        return
+    overrides = _overrides(rest)
+    try:
+        from autoprune.config import settings_from_dict
+
+        raw = compose(command, overrides)
+        settings_from_dict(raw)
+    except UserError as exc:
+        _fail(str(exc))
+    _run_hydra(command, module, rest)

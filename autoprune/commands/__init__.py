@@ -1,0 +1,5 @@
+"""One module per command; each exposes `SUMMARY` and `run(settings, output_dir)`."""
+
+COMMANDS = {
+    "search": "autoprune.commands.search",
+}

@@ -1,0 +1,186 @@
+"""`python -m autoprune search`: one study from config to MLflow front."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from autoprune import __version__
+from autoprune.config import Settings
+from autoprune.data import load_data
+from autoprune.errors import UserError
+from autoprune.models.base import prepare_base_model
+from autoprune.pruning import Policy, apply_policy, find_groups, model_stats
+from autoprune.search.objective import TrialSettings, example_input
+from autoprune.search.pareto import pareto_front
+from autoprune.search.records import TrialRecord
+from autoprune.search.space import PolicySpace
+from autoprune.terminal import Progress, front_table
+from autoprune.training import TrainSpec, evaluate
+
+SUMMARY = "search pruning policies on the accuracy/latency Pareto front"
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _check_input(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise UserError(f"input shape {tuple(x.shape[1:])} does not fit the model: {first}"
+                        ) from exc
+    if not isinstance(out, torch.Tensor) or out.shape != (1, num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"the model returns {shape} for one input; expected (1, {num_classes})")
+
+
+def _test_accuracy(record: TrialRecord, base: torch.nn.Module, groups: list, data, settings:
+                   Settings) -> float:
+    """Rebuild the trial's architecture from its policy, load its weights, score on test."""
+    x = example_input(data)
+    policy = Policy.from_params(record.params)
+    model = apply_policy(base, policy, groups, x, settings.hardware.alignment,
+                         settings.pruning.importance, settings.pruning.ignore).model
+    state = torch.load(Path(record.checkpoint) / "model.pt", map_location="cpu",
+                       weights_only=True)
+    model.load_state_dict(state)
+    return evaluate(model, data.x_test, data.y_test)
+
+
+def run(settings: Settings, output_dir: str) -> None:
+    """Run one study; see the README for what lands where."""
+    from autoprune.search import runner
+    from autoprune.tracking.mlflow import StudyTracker, check_reachable
+
+    started = time.monotonic()
+    check_reachable(settings.tracking.uri)
+    torch.manual_seed(settings.seed)
+    data = load_data(settings.data)
+    base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
+                              settings.seed, settings.cache_dir, _say)
+    x = example_input(data)
+    _check_input(base.model, x, data.num_classes)
+    groups = find_groups(base.model, x, settings.pruning.ignore)
+    if not groups:
+        raise UserError(f"model {settings.model.name} has no prunable groups "
+                        "(Conv2d/Linear layers besides the classifier)")
+    base_accuracy = evaluate(base.model, data.x_val, data.y_val)
+    base_test_accuracy = evaluate(base.model, data.x_test, data.y_test)
+    base_stats = model_stats(base.model, x)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    study_name = f"{settings.study_name}-{stamp}"
+    profile = settings.hardware
+
+    runner.start_ray(settings.ray)
+    tracker = None
+    try:
+        plan = runner.plan_latency(profile, data.input_shape)
+        if plan.source == "predicted":
+            _say(f"latency: PREDICTED, not measured: {plan.where}")
+        else:
+            _say(f"latency: measured on {plan.where}")
+        base_latency = plan.backend(profile, data.input_shape).latency(base.model)
+        _say(f"study {study_name}: base model ({base.source}) val accuracy "
+             f"{100 * base_accuracy:.2f}%, latency {base_latency.median_ms:.3f} ms "
+             f"(p90 {base_latency.p90_ms:.3f}, cv {100 * base_latency.cv:.1f}%, "
+             f"{base_latency.source}), {len(groups)} prunable groups")
+
+        tracker = StudyTracker(settings.tracking.uri, settings.tracking.experiment)
+        tracker.start_study(study_name, profile.name, settings.raw, {
+            "latency_source": plan.source, "optuna_study": study_name,
+            "optuna_storage": settings.search.storage, "autoprune_version": __version__,
+            "base_model": base.path, "mlflow.note.content":
+                f"autoprune study on {profile.description}; filter trials with "
+                "tags.pareto = \"true\" for the front."})
+        tracker.log_metrics({
+            "base_accuracy": base_accuracy, "base_test_accuracy": base_test_accuracy,
+            "base_latency_ms": base_latency.median_ms,
+            "base_latency_p90_ms": base_latency.p90_ms, "base_latency_cv": base_latency.cv,
+            "base_params": base_stats["params"], "base_macs": base_stats["macs"],
+            "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups)})
+
+        space = PolicySpace([g.id for g in groups], settings.pruning.strategies,
+                            settings.pruning.ratio_min, settings.pruning.ratio_max,
+                            settings.pruning.ratio_step)
+        ft = settings.finetune
+        trial_settings = TrialSettings(
+            alignment=profile.alignment, importance=settings.pruning.importance,
+            finetune=TrainSpec(ft.epochs, ft.lr, ft.batch_size, ft.momentum, ft.weight_decay,
+                               settings.seed),
+            bn_batches=ft.bn_recalibration_batches, base_latency_ms=base_latency.median_ms,
+            base_nonzero_params=base_stats["nonzero_params"], ignored=settings.pruning.ignore)
+        progress = Progress(settings.search.n_trials)
+
+        def on_record(record: TrialRecord) -> None:
+            tracker.log_trial(record, study_name)
+            progress.update(record)
+
+        records = runner.run_trials(
+            study_name=study_name, search=settings.search, seed=settings.seed, space=space,
+            base_model=base.model, groups=groups, data=data, settings=trial_settings,
+            profile=profile, plan=plan, cpus_per_trial=settings.ray.cpus_per_trial,
+            storage_path=Path(output_dir) / "ray", on_record=on_record)
+        _report(records, base.model, groups, data, settings, tracker, study_name,
+                (base_accuracy, base_latency.median_ms, base_test_accuracy), started)
+        tracker.finish("FINISHED")
+    except BaseException:
+        if tracker is not None:
+            tracker.finish("KILLED" if sys.exc_info()[0] is KeyboardInterrupt else "FAILED")
+        raise
+    finally:
+        import ray
+
+        ray.shutdown()
+
+
+def _report(records: list[TrialRecord], base: torch.nn.Module, groups: list, data,
+            settings: Settings, tracker, study_name: str, base_point: tuple[float, float, float],
+            started: float) -> None:
+    from autoprune.tracking.plots import plot_front_html, plot_front_png, write_front_csv
+
+    done = [r for r in records if r.state == "complete"]
+    failed = len(records) - len(done)
+    indices = pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in done])
+    front = [done[i] for i in indices]
+    test_accuracy = {}
+    for record in front:
+        test_accuracy[record.number] = _test_accuracy(record, base, groups, data, settings)
+        record.pareto = True
+        tracker.mark_pareto(record, test_accuracy[record.number])
+    tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,
+                         "pareto_size": len(front)})
+    title = (f"{study_name}: {settings.model.name} on {settings.data.name}, "
+             f"{settings.hardware.name}")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "config.yaml").write_text(yaml.safe_dump(settings.raw, sort_keys=False))
+        tracker.log_artifact(str(root / "config.yaml"))
+        pareto = root / "pareto"
+        (pareto / "policies").mkdir(parents=True)
+        if front:
+            write_front_csv(front, test_accuracy, pareto / "pareto_front.csv")
+            plot_front_png(records, front, base_point[:2], title, pareto / "pareto_front.png")
+            plot_front_html(records, front, base_point[:2], title, pareto / "pareto_front.html")
+        for record in front:
+            policy = Policy.from_params(record.params)
+            (pareto / "policies" / f"trial_{record.number:03d}.yaml").write_text(policy.to_yaml())
+        tracker.log_artifacts(str(pareto), "pareto")
+    elapsed = time.monotonic() - started
+    _say("")
+    _say(f"Pareto front of {study_name}: {len(front)} of {len(done)} completed trials "
+         f"({failed} failed), {elapsed:.0f}s; latency {front[0].latency_source if front else '-'}")
+    if front:
+        _say(front_table(front, test_accuracy, base_point))
+    _say(f"MLflow: {settings.tracking.uri}, experiment '{settings.tracking.experiment}', "
+         f"run {tracker.run_id}; filter trials with tags.pareto = \"true\"")
+    _say(f"Optuna: study '{study_name}' in {settings.search.storage}")

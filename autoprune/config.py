@@ -1,0 +1,294 @@
+"""Typed settings built from the composed Hydra config; the core only ever sees these.
+
+Hydra composes and checks keys; this module checks values (ranges, choices, types) and turns
+the config into frozen dataclasses, so bad input fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoprune.errors import UserError
+
+RESERVED_MODEL_KEYS = ("name", "_target_", "checkpoint")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    target: str
+    checkpoint: str | None
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str
+    resolution: int
+    in_channels: int
+    num_classes: int
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    strategies: tuple[str, ...]
+    ratio_min: float
+    ratio_max: float
+    ratio_step: float
+    importance: str
+    ignore: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    sampler: str
+    n_trials: int
+    concurrency: int
+    seed_ratios: tuple[float, ...]
+    storage: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    warmup: int = 20
+    repeats: int = 15
+    number: int = 20
+    max_cv: float = 0.05
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class RooflineConfig:
+    peak_tflops: dict[str, float]
+    bandwidth_gbps: float
+    kernel_overhead_us: float
+    compute_efficiency: float
+    memory_efficiency: float
+    fuse_elementwise: bool
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    description: str
+    mode: str
+    ray_resource: str | None
+    device: str
+    backend: str
+    precision: str
+    batch_size: int
+    threads: int
+    alignment: int
+    measure: MeasureConfig
+    roofline: RooflineConfig | None
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int
+    lr: float
+    batch_size: int
+    momentum: float
+    weight_decay: float
+    bn_recalibration_batches: int
+    base_epochs: int
+    base_lr: float
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None
+    num_cpus: int | None
+    cpus_per_trial: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one `search` needs, checked and typed."""
+
+    model: ModelConfig
+    data: DataConfig
+    pruning: PruningConfig
+    search: SearchConfig
+    hardware: HardwareProfile
+    finetune: FinetuneConfig
+    tracking: TrackingConfig
+    ray: RayConfig
+    seed: int
+    study_name: str
+    cache_dir: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+MODES = ("measure", "predict", "auto")
+PRECISIONS = ("fp32", "fp16", "int8")
+SAMPLERS = ("tpe", "nsga2", "random")
+STRATEGIES = ("channel", "unstructured")
+IMPORTANCES = ("l1", "l2")
+
+
+def _typed(cls: type, section: str, values: dict[str, Any]) -> Any:
+    """Build dataclass `cls` from `values`, naming the section in any error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(
+            f"unknown key {section}.{unknown[0]}; valid keys: {', '.join(sorted(names))}"
+        )
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        missing = sorted(names - set(values))
+        raise UserError(f"{section} is missing {', '.join(missing)}") from exc
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def _number(section: str, key: str, value: Any, kind: type = float) -> Any:
+    name = f"{section}.{key}" if section else key
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{name} must be a number, got {value!r}")
+    if kind is int and float(value) != int(value):
+        raise UserError(f"{name} must be an integer, got {value!r}")
+    return kind(value)
+
+
+def _model(raw: dict[str, Any]) -> ModelConfig:
+    target = raw.get("_target_")
+    _check(
+        isinstance(target, str) and "." in target,
+        f"model._target_ must name an importable factory like pkg.module.fn, got {target!r}",
+    )
+    kwargs = {k: v for k, v in raw.items() if k not in RESERVED_MODEL_KEYS}
+    return ModelConfig(
+        name=str(raw.get("name", target.rsplit(".", 1)[-1])),
+        target=target,
+        checkpoint=raw.get("checkpoint"),
+        kwargs=kwargs,
+    )
+
+
+def _pruning(raw: dict[str, Any]) -> PruningConfig:
+    cfg = _typed(PruningConfig, "pruning", raw)
+    strategies = tuple(cfg.strategies)
+    _check(len(strategies) > 0, f"pruning.strategies is empty; choose from {', '.join(STRATEGIES)}")
+    for name in strategies:
+        _check(
+            name in STRATEGIES,
+            f"unknown pruning strategy {name!r}; choose from {', '.join(STRATEGIES)}",
+        )
+    lo = _number("pruning", "ratio_min", cfg.ratio_min)
+    hi = _number("pruning", "ratio_max", cfg.ratio_max)
+    step = _number("pruning", "ratio_step", cfg.ratio_step)
+    _check(0.0 <= lo < 1.0 and 0.0 <= hi < 1.0, "pruning ratios must lie in [0, 1)")
+    _check(lo <= hi, f"pruning.ratio_min {lo} is above pruning.ratio_max {hi}: empty range")
+    _check(0.0 < step <= max(hi - lo, step), "pruning.ratio_step must be positive")
+    _check(
+        cfg.importance in IMPORTANCES,
+        f"unknown pruning.importance {cfg.importance!r}; choose from {', '.join(IMPORTANCES)}",
+    )
+    return dataclasses.replace(
+        cfg, strategies=strategies, ratio_min=lo, ratio_max=hi, ratio_step=step,
+        ignore=tuple(cfg.ignore),
+    )
+
+
+def _search(raw: dict[str, Any]) -> SearchConfig:
+    cfg = _typed(SearchConfig, "search", raw)
+    _check(
+        cfg.sampler in SAMPLERS,
+        f"unknown search.sampler {cfg.sampler!r}; choose from {', '.join(SAMPLERS)}",
+    )
+    n_trials = _number("search", "n_trials", cfg.n_trials, int)
+    concurrency = _number("search", "concurrency", cfg.concurrency, int)
+    _check(n_trials >= 1, f"search.n_trials must be at least 1, got {n_trials}")
+    _check(concurrency >= 1, f"search.concurrency must be at least 1, got {concurrency}")
+    seeds = tuple(float(_number("search", "seed_ratios", r)) for r in cfg.seed_ratios)
+    _check(all(0.0 <= r < 1.0 for r in seeds), "search.seed_ratios must lie in [0, 1)")
+    return dataclasses.replace(
+        cfg, n_trials=n_trials, concurrency=concurrency, seed_ratios=seeds,
+        options=dict(cfg.options or {}),
+    )
+
+
+def _hardware(raw: dict[str, Any]) -> HardwareProfile:
+    values = dict(raw)
+    measure = _typed(MeasureConfig, "hardware.measure", dict(values.pop("measure", None) or {}))
+    roof_raw = values.pop("roofline", None)
+    roofline = _typed(RooflineConfig, "hardware.roofline", dict(roof_raw)) if roof_raw else None
+    profile = _typed(HardwareProfile, "hardware", {**values, "measure": measure,
+                                                     "roofline": roofline})
+    _check(profile.mode in MODES,
+           f"unknown hardware.mode {profile.mode!r}; choose from {', '.join(MODES)}")
+    _check(profile.precision in PRECISIONS,
+           f"unknown hardware.precision {profile.precision!r}; "
+           f"choose from {', '.join(PRECISIONS)}")
+    _check(_number("hardware", "alignment", profile.alignment, int) >= 1,
+           "hardware.alignment must be at least 1")
+    _check(_number("hardware", "batch_size", profile.batch_size, int) >= 1,
+           "hardware.batch_size must be at least 1")
+    _check(measure.repeats >= 3 and measure.number >= 1,
+           "hardware.measure needs repeats >= 3 and number >= 1")
+    if profile.mode == "predict":
+        _check(roofline is not None,
+               f"hardware={profile.name} has no latency model (roofline); use mode=measure")
+    if roofline is not None:
+        _check(profile.precision in roofline.peak_tflops,
+               f"hardware.roofline.peak_tflops has no figure for {profile.precision}")
+    return profile
+
+
+def _importable(target: str) -> None:
+    module_name, _, attr = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's target being wrong
+        raise UserError(f"model._target_ {target!r}: cannot import {module_name} ({exc})") from exc
+    if not callable(getattr(module, attr, None)):
+        raise UserError(f"model._target_ {target!r}: {module_name} has no callable {attr!r}")
+
+
+def settings_from_dict(raw: dict[str, Any]) -> Settings:
+    """Check a resolved config (plain dict) and return typed Settings; raises UserError."""
+    model = _model(dict(raw["model"]))
+    _importable(model.target)
+    data = _typed(DataConfig, "data", dict(raw["data"]))
+    _check(data.resolution >= 8, "data.resolution must be at least 8")
+    _check(0 < data.val_fraction < 1 and 0 < data.test_fraction < 1
+           and data.val_fraction + data.test_fraction < 1,
+           "data.val_fraction and data.test_fraction must be in (0, 1) and sum below 1")
+    finetune = _typed(FinetuneConfig, "finetune", dict(raw["finetune"]))
+    _check(finetune.epochs >= 0 and finetune.base_epochs >= 1 and finetune.batch_size >= 1,
+           "finetune.epochs must be >= 0, finetune.base_epochs and batch_size >= 1")
+    ray_cfg = _typed(RayConfig, "ray", dict(raw["ray"]))
+    _check(ray_cfg.cpus_per_trial >= 1, "ray.cpus_per_trial must be at least 1")
+    return Settings(
+        model=model,
+        data=data,
+        pruning=_pruning(dict(raw["pruning"])),
+        search=_search(dict(raw["search"])),
+        hardware=_hardware(dict(raw["hardware"])),
+        finetune=finetune,
+        tracking=_typed(TrackingConfig, "tracking", dict(raw["tracking"])),
+        ray=ray_cfg,
+        seed=_number("", "seed", raw["seed"], int),
+        study_name=str(raw["study_name"]),
+        cache_dir=str(raw["cache_dir"]),
+        raw=raw,
+    )

@@ -1,0 +1,46 @@
+"""What a latency backend returns, and the key under which identical architectures share one."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One model's latency at the profile's batch size, in milliseconds.
+
+    `source` is "measured" or "predicted"; a predicted figure is never reported as measured.
+    For measurements, `p90_ms` and `cv` (robust coefficient of variation of the timed blocks)
+    give the spread; for predictions both describe the model, not noise (p90 = median, cv 0).
+    """
+
+    median_ms: float
+    p90_ms: float
+    cv: float
+    source: str
+    device: str
+
+    def to_dict(self) -> dict[str, float | str]:
+        return asdict(self)
+
+
+class LatencyBackend(Protocol):
+    """Gives the latency of a model on one hardware profile."""
+
+    source: str
+
+    def latency(self, model: nn.Module) -> Latency:
+        """Return the latency of `model` (in eval mode) at the profile's batch size."""
+        ...
+
+
+def architecture_key(model: nn.Module, *extra: object) -> str:
+    """Hash of module types and tensor shapes: equal for models that run the same kernels."""
+    parts = [f"{name}:{type(m).__name__}" for name, m in model.named_modules()]
+    parts += [f"{name}:{tuple(t.shape)}" for name, t in model.state_dict().items()]
+    parts += [repr(e) for e in extra]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]

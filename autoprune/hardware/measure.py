@@ -1,0 +1,97 @@
+"""Real latency measurement: warm-up, repeated timed blocks, median and spread."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from autoprune.config import HardwareProfile
+from autoprune.hardware.latency import Latency, architecture_key
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def _robust_cv(samples: Sequence[float]) -> float:
+    median = statistics.median(samples)
+    mad = statistics.median(abs(s - median) for s in samples)
+    return 1.4826 * mad / median if median > 0 else float("inf")
+
+
+def _percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def resolve_device(profile: HardwareProfile) -> torch.device:
+    """Return the torch device this profile measures on; CUDA only where it exists."""
+    if profile.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"hardware={profile.name} measures on CUDA, which this node lacks")
+    return torch.device(profile.device)
+
+
+@torch.inference_mode()
+def measure_latency(model: nn.Module, input_shape: Sequence[int],
+                    profile: HardwareProfile) -> Latency:
+    """Time `model` on this machine as `profile` says: blocked runs, median of blocks.
+
+    Threads are fixed to `profile.threads` for the measurement and restored afterwards. A
+    measurement whose robust CV exceeds `measure.max_cv` is repeated up to `measure.retries`
+    times; the fastest attempt is returned (interference only adds time).
+    """
+    settings = profile.measure
+    device = resolve_device(profile)
+    dtype = DTYPES.get(profile.precision, torch.float32) if device.type == "cuda" else torch.float32
+    model = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
+    x = torch.randn(profile.batch_size, *input_shape, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(profile.threads)
+    try:
+        for _ in range(settings.warmup):
+            model(x)
+        best: list[float] | None = None
+        for _attempt in range(settings.retries + 1):
+            blocks = []
+            for _ in range(settings.repeats):
+                sync()
+                start = time.perf_counter()
+                for _ in range(settings.number):
+                    model(x)
+                sync()
+                blocks.append((time.perf_counter() - start) * 1e3 / settings.number)
+            # Interference from other processes only ever slows a run down: among noisy
+            # attempts, keep the fastest.
+            if best is None or statistics.median(blocks) < statistics.median(best):
+                best = blocks
+            if _robust_cv(best) <= settings.max_cv:
+                break
+    finally:
+        torch.set_num_threads(threads)
+    assert best is not None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return Latency(median_ms=statistics.median(best), p90_ms=_percentile(best, 0.9),
+                   cv=_robust_cv(best), source="measured", device=name)
+
+
+class MeasuredLatency:
+    """Measures in this process; identical architectures are measured once."""
+
+    source = "measured"
+
+    def __init__(self, profile: HardwareProfile, input_shape: Sequence[int]) -> None:
+        self.profile = profile
+        self.input_shape = tuple(input_shape)
+        self._cache: dict[str, Latency] = {}
+
+    def latency(self, model: nn.Module) -> Latency:
+        key = architecture_key(model, self.profile.name, self.profile.batch_size,
+                               self.profile.precision, self.input_shape)
+        if key not in self._cache:
+            self._cache[key] = measure_latency(model, self.input_shape, self.profile)
+        return self._cache[key]

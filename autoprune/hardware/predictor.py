@@ -1,0 +1,133 @@
+"""A latency model of a device: per-kernel roofline with channel alignment and launch overhead.
+
+The model's ATen operators are recorded once at the profile's batch size (a dispatch mode, so
+any PyTorch model works). Each kernel costs max(compute time, memory time) plus a fixed
+overhead. Channel counts are rounded up to the profile's alignment before counting compute,
+because tensor-core tiles process whole multiples of it: 57 channels cost as much as 64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from autoprune.config import HardwareProfile
+from autoprune.hardware.latency import Latency
+
+BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+aten = torch.ops.aten
+# Operators that move no data (views) or are folded into neighbours by graph compilers.
+FREE = {aten.view.default, aten.t.default, aten._unsafe_view.default, aten.reshape.default,
+        aten.expand.default, aten.permute.default, aten.detach.default, aten.alias.default,
+        aten.squeeze.dim, aten.unsqueeze.default, aten.flatten.using_ints,
+        aten.transpose.int}
+FUSIBLE = {aten._native_batch_norm_legit_no_training.default, aten.batch_norm.default,
+           aten.relu.default, aten.relu_.default, aten.add.Tensor, aten.add_.Tensor,
+           aten.hardtanh.default, aten.hardtanh_.default, aten.sigmoid.default,
+           aten.mul.Tensor, aten.gelu.default, aten.silu.default, aten.silu_.default,
+           aten.clamp.default, aten.clamp_min.default}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One recorded kernel: its name, arithmetic (FLOPs, aligned) and bytes moved."""
+
+    op: str
+    flops: float
+    bytes: float
+
+
+def _aligned(n: int, alignment: int) -> int:
+    return alignment * math.ceil(n / alignment)
+
+
+def _tensor_bytes(values: Sequence[object]) -> int:
+    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, alignment: int, element_bytes: int) -> None:
+        super().__init__()
+        self.alignment = alignment
+        self.element_bytes = element_bytes
+        self.kernels: list[Kernel] = []
+
+    def _count(self, func, args, out) -> Kernel | None:  # noqa: ANN001
+        a, eb = self.alignment, self.element_bytes
+        if func in FREE:
+            return None
+        if func is aten.convolution.default:
+            x, w, groups = args[0], args[1], args[8]
+            n, c_in = x.shape[0], x.shape[1]
+            c_out, k = w.shape[0], math.prod(w.shape[2:])
+            spatial = math.prod(out.shape[2:])
+            per_group_in = 1 if groups == c_in and groups > 1 else _aligned(c_in // groups, a)
+            out_channels = c_out if groups == c_in and groups > 1 else _aligned(c_out, a)
+            flops = 2.0 * n * spatial * out_channels * per_group_in * k
+            moved = (x.numel() + w.numel() + out.numel()) * eb
+            return Kernel("conv", flops, moved)
+        if func in (aten.addmm.default, aten.mm.default):
+            x, w = (args[1], args[2]) if func is aten.addmm.default else (args[0], args[1])
+            m, k_dim, n_dim = x.shape[0], x.shape[1], w.shape[1]
+            flops = 2.0 * m * _aligned(k_dim, a) * _aligned(n_dim, a)
+            return Kernel("gemm", flops, (x.numel() + w.numel() + out.numel()) * eb)
+        tensors = [v for v in args if isinstance(v, torch.Tensor)]
+        elements = sum(t.numel() for t in tensors)
+        if isinstance(out, torch.Tensor):
+            elements += out.numel()
+        name = "fusible" if func in FUSIBLE else str(func.__name__)
+        return Kernel(name, float(elements), float(elements * eb))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        kernel = self._count(func, args, out)
+        if kernel is not None:
+            self.kernels.append(kernel)
+        return out
+
+
+def record_kernels(model: nn.Module, input_shape: Sequence[int],
+                   profile: HardwareProfile) -> list[Kernel]:
+    """Return the kernels one forward pass of `model` runs at the profile's batch size."""
+    recorder = _Recorder(profile.alignment, BYTES[profile.precision])
+    x = torch.zeros(profile.batch_size, *input_shape)
+    with torch.inference_mode(), recorder:
+        model.eval()(x)
+    return recorder.kernels
+
+
+def predict_latency(model: nn.Module, input_shape: Sequence[int],
+                    profile: HardwareProfile) -> Latency:
+    """Return the roofline prediction of `model`'s latency on `profile` (source "predicted")."""
+    roof = profile.roofline
+    if roof is None:
+        raise ValueError(f"hardware={profile.name} has no latency model (roofline)")
+    peak = roof.peak_tflops[profile.precision] * 1e12 * roof.compute_efficiency
+    bandwidth = roof.bandwidth_gbps * 1e9 * roof.memory_efficiency
+    total_us = 0.0
+    for kernel in record_kernels(model, input_shape, profile):
+        if kernel.op == "fusible" and roof.fuse_elementwise:
+            continue
+        compute = kernel.flops / peak if kernel.op in ("conv", "gemm") else 0.0
+        total_us += max(compute, kernel.bytes / bandwidth) * 1e6 + roof.kernel_overhead_us
+    ms = total_us / 1e3
+    return Latency(median_ms=ms, p90_ms=ms, cv=0.0, source="predicted",
+                   device=profile.description)
+
+
+class PredictedLatency:
+    """The latency model as a backend; cheap enough to run inside every trial."""
+
+    source = "predicted"
+
+    def __init__(self, profile: HardwareProfile, input_shape: Sequence[int]) -> None:
+        self.profile = profile
+        self.input_shape = tuple(input_shape)
+
+    def latency(self, model: nn.Module) -> Latency:
+        return predict_latency(model, self.input_shape, self.profile)

@@ -1,0 +1,104 @@
+"""The unpruned base model: loaded from a checkpoint, or trained once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autoprune.config import DataConfig, FinetuneConfig, ModelConfig
+from autoprune.data.splits import DataSplits
+from autoprune.errors import UserError
+from autoprune.models import build_model
+from autoprune.training import TrainSpec, train
+
+
+@dataclass
+class BaseModel:
+    """The model every trial prunes a copy of, and where it came from."""
+
+    model: nn.Module
+    source: str  # "checkpoint", "cache" or "trained"
+    path: str
+
+
+def cache_key(model: ModelConfig, data: DataConfig, spec: TrainSpec) -> str:
+    """Return a short hash naming the base model that this config would train."""
+    payload = json.dumps(
+        {"model": {"target": model.target, "kwargs": model.kwargs}, "data": asdict(data),
+         "train": asdict(spec), "torch": torch.__version__.split("+")[0]},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_checkpoint(model: nn.Module, path: str) -> None:
+    """Load a state_dict saved with torch.save into `model` (weights only, never unpickled code)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"model.checkpoint {path!r} does not exist")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"model.checkpoint {path!r} is not a readable weights file: {first}"
+                        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"model.checkpoint {path!r} holds a {type(state).__name__}, "
+                        "not a state_dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise UserError(f"model.checkpoint {path!r} does not fit the model: {detail}") from exc
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def prepare_base_model(
+    model_cfg: ModelConfig,
+    data_cfg: DataConfig,
+    finetune: FinetuneConfig,
+    data: DataSplits,
+    seed: int,
+    cache_dir: str,
+    announce: Callable[[str], None] = print,
+) -> BaseModel:
+    """Return the base model: from model.checkpoint, from the cache, or trained now and cached."""
+    model = build_model(model_cfg)
+    if model_cfg.checkpoint:
+        load_checkpoint(model, model_cfg.checkpoint)
+        return BaseModel(model.eval(), "checkpoint", str(model_cfg.checkpoint))
+    spec = TrainSpec(epochs=finetune.base_epochs, lr=finetune.base_lr,
+                     batch_size=finetune.batch_size, momentum=finetune.momentum,
+                     weight_decay=finetune.weight_decay, seed=seed)
+    key = cache_key(model_cfg, data_cfg, spec)
+    path = Path(cache_dir).expanduser() / "base" / f"{model_cfg.name}-{key}.pt"
+    if path.is_file():
+        load_checkpoint(model, str(path))
+        return BaseModel(model.eval(), "cache", str(path))
+    announce(f"training the base model ({spec.epochs} epochs), cached as {path}")
+    torch.manual_seed(seed)
+    model = build_model(model_cfg)
+    train(model, data.x_train, data.y_train, spec)
+    _save_atomic(model.state_dict(), path)
+    return BaseModel(model.eval(), "trained", str(path))

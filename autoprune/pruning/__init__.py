@@ -1,0 +1,18 @@
+"""Prunable groups, policies (per-group decisions as data) and the strategies that apply them."""
+
+from autoprune.pruning.apply import PrunedModel, apply_policy, model_stats
+from autoprune.pruning.groups import PrunableGroup, find_groups
+from autoprune.pruning.policy import Decision, Policy
+from autoprune.pruning.strategies import STRATEGIES, get_strategy
+
+__all__ = [
+    "STRATEGIES",
+    "Decision",
+    "Policy",
+    "PrunableGroup",
+    "PrunedModel",
+    "apply_policy",
+    "find_groups",
+    "get_strategy",
+    "model_stats",
+]

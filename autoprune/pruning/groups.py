@@ -1,0 +1,87 @@
+"""Prunable dependency groups of a model, found with torch-pruning's DependencyGraph.
+
+A group is a set of coupled channels: pruning the output channels of its root layer forces the
+same channels out of every layer tied to it (BatchNorms, residual partners, consumers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autoprune.errors import UserError
+
+PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class PrunableGroup:
+    """One searchable unit: `id` is the root layer's module name."""
+
+    id: str
+    kind: str  # "conv" or "linear"
+    channels: int
+    layers: tuple[str, ...]  # layers whose output channels (and weights) this group owns
+
+
+def output_layer(model: nn.Module, example_input: torch.Tensor) -> str | None:
+    """Return the name of the last Conv2d/Linear executed in a forward pass (the classifier)."""
+    order: list[str] = []
+    handles = [
+        m.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
+        for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+    return order[-1] if order else None
+
+
+def build_graph(
+    model: nn.Module, example_input: torch.Tensor, ignored: Sequence[str] = ()
+) -> tuple[tp.DependencyGraph, list[nn.Module]]:
+    """Return the dependency graph of `model` and the layers it must never prune."""
+    modules = dict(model.named_modules())
+    skip = set(ignored)
+    classifier = output_layer(model, example_input)
+    if classifier is not None:
+        skip.add(classifier)
+    unknown = sorted(skip - set(modules))
+    if unknown:
+        raise UserError(f"pruning.ignore names no module {unknown[0]!r}")
+    graph = tp.DependencyGraph().build_dependency(
+        model, example_inputs=example_input, verbose=False
+    )
+    return graph, [modules[name] for name in sorted(skip)]
+
+
+def find_groups(
+    model: nn.Module, example_input: torch.Tensor, ignored: Sequence[str] = ()
+) -> list[PrunableGroup]:
+    """Return the prunable groups of `model`, in graph order, excluding its output layer."""
+    graph, skip = build_graph(model, example_input, ignored)
+    names = {m: n for n, m in model.named_modules()}
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=skip, root_module_types=PRUNABLE_TYPES):
+        root = group[0].dep.target.module
+        layers = tuple(
+            names[item.dep.target.module] for item in group
+            if isinstance(item.dep.target.module, PRUNABLE_TYPES)
+            and graph.is_out_channel_pruning_fn(item.dep.handler)
+        )
+        channels = graph.get_out_channels(root)
+        if channels is None or channels < 2:
+            continue
+        groups.append(PrunableGroup(
+            id=names[root], kind="conv" if isinstance(root, nn.Conv2d) else "linear",
+            channels=int(channels), layers=layers,
+        ))
+    position = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
+    return sorted(groups, key=lambda g: position[g.id])

@@ -1,0 +1,1 @@
+"""Search: policy space, one trial, samplers, the Pareto front and the Ray Tune runner."""

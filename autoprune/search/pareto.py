@@ -1,0 +1,22 @@
+"""The accuracy/latency Pareto front: maximise accuracy, minimise latency."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Return indices of the non-dominated (accuracy, latency) points, fastest first.
+
+    A point is dominated when another is at least as accurate and at least as fast, and
+    strictly better in one of the two. Exact duplicates are all kept.
+    """
+    front = []
+    for i, (acc_i, lat_i) in enumerate(points):
+        dominated = any(
+            acc_j >= acc_i and lat_j <= lat_i and (acc_j > acc_i or lat_j < lat_i)
+            for j, (acc_j, lat_j) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][1], -points[i][0]))

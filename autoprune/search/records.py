@@ -1,0 +1,22 @@
+"""What a finished trial leaves behind, in a form every reporter (terminal, MLflow) shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrialRecord:
+    """One trial of a study: its policy params, outcome and metrics."""
+
+    number: int
+    params: dict[str, Any]
+    state: str  # "complete" or "failed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    latency_source: str = ""
+    summary: str = ""
+    error: str = ""
+    checkpoint: str | None = None
+    pareto: bool = False
+    run_id: str | None = None

@@ -1,0 +1,243 @@
+"""Ray Tune runner: trials in parallel, Optuna proposing policies, results to callbacks.
+
+The driver owns everything shared: the Optuna study (inside OptunaSearch), the latency bench
+and core gate actors, and the reporting callbacks. Workers only run `run_trial`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+import torch
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+from torch import nn
+
+from autoprune.config import HardwareProfile, RayConfig, SearchConfig
+from autoprune.data.splits import DataSplits
+from autoprune.errors import UserError
+from autoprune.hardware.bench import Bench, BenchLatency, CoreGate, TrainingGuard
+from autoprune.hardware.latency import LatencyBackend
+from autoprune.hardware.predictor import PredictedLatency
+from autoprune.pruning import Policy, PrunableGroup
+from autoprune.search.objective import TrialSettings, run_trial
+from autoprune.search.records import TrialRecord
+from autoprune.search.samplers import make_sampler
+from autoprune.search.space import PolicySpace
+from autoprune.training import no_guard
+
+METRICS = ["accuracy", "latency_ms"]
+MODES = ["max", "min"]
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch that never leaves stale values behind.
+
+    A trial that errored, reported nothing, or reported a non-finite objective is told to
+    Optuna as FAIL (plain OptunaSearch would keep earlier values as COMPLETE, or leave the
+    trial RUNNING when Optuna rejects a NaN).
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        values = [None if result is None else result.get(m) for m in METRICS]
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if error or not finite:
+            ot_trial = self._ot_trials[trial_id]
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+    def optuna_number(self, trial_id: str) -> int:
+        return self._ot_trials[trial_id].number
+
+
+@dataclass
+class LatencyPlan:
+    """Where a study's latencies come from."""
+
+    source: str  # "measured" or "predicted"
+    where: str
+    bench: Any = None
+    gate: Any = None
+
+    def backend(self, profile: HardwareProfile, input_shape: Sequence[int]) -> LatencyBackend:
+        if self.bench is not None:
+            return BenchLatency(self.bench)
+        return PredictedLatency(profile, input_shape)
+
+
+def _quiet_ray() -> None:
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def start_ray(cfg: RayConfig) -> None:
+    """Start a local Ray, or join the cluster at `ray.address`; raises UserError if unreachable."""
+    _quiet_ray()
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
+                               "include_dashboard": False, "configure_logging": True}
+    if cfg.address:
+        options["address"] = cfg.address
+    else:
+        options["num_cpus"] = cfg.num_cpus
+        options["object_store_memory"] = 256 * 1024 * 1024
+    try:
+        ray.init(**options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"ray.address {cfg.address or 'local'} cannot be reached: {first}"
+                        ) from exc
+    _quiet_ray()
+
+
+def plan_latency(profile: HardwareProfile, input_shape: Sequence[int]) -> LatencyPlan:
+    """Create the bench (and core gate) the profile needs, or choose the latency model."""
+    resource = profile.ray_resource
+    available = ray.cluster_resources().get(resource, 0) if resource else 0
+    if profile.mode == "predict" or (profile.mode == "auto" and available < 1):
+        why = f"no Ray node advertises the resource '{resource}'" if resource else "mode=predict"
+        return LatencyPlan("predicted", f"latency model of {profile.description} ({why})")
+    if resource:
+        if available < 1:
+            raise UserError(f"hardware={profile.name} measures on a Ray node with resource "
+                            f"'{resource}', and the cluster has none")
+        bench = Bench.options(resources={resource: 1}).remote(profile, input_shape, None)
+        node = ray.get(bench.node_id.remote())
+        return LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'", bench)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    pin = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+    gate = CoreGate.options(scheduling_strategy=pin).remote()
+    bench = Bench.options(scheduling_strategy=pin).remote(profile, input_shape, gate)
+    return LatencyPlan("measured", f"this machine ({profile.description}, "
+                                   f"{profile.threads} thread(s), training paused meanwhile)",
+                       bench, gate)
+
+
+def _trainable(config: dict[str, Any], *, base_model: nn.Module, groups: list[PrunableGroup],
+               data: DataSplits, settings: TrialSettings, space: PolicySpace,
+               profile: HardwareProfile, plan: LatencyPlan, threads: int) -> None:
+    torch.set_num_threads(threads)
+    policy = Policy.from_params(space.complete(config))
+    input_shape = data.input_shape
+    guard = TrainingGuard(plan.gate) if plan.gate is not None else no_guard
+    result = run_trial(policy, base_model, groups, data, settings,
+                       plan.backend(profile, input_shape), guard)
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(result.model.state_dict(), Path(folder) / "model.pt")
+        tune.report({**result.metrics(), "latency_source": result.latency.source},
+                    checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _error_line(trial: Any) -> str:
+    error = None
+    try:
+        error = trial.get_pickled_error() or trial.get_error()
+    except Exception:  # the error file itself may be gone; the state is what matters
+        pass
+    lines = [s.strip() for s in str(error or "unknown error").splitlines() if s.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+class _StudyCallback(tune.Callback):
+    """Turns finished Tune trials into TrialRecords for the reporters (driver side)."""
+
+    def __init__(self, searcher: StudySearch, space: PolicySpace,
+                 on_record: Callable[[TrialRecord], None]) -> None:
+        self.searcher = searcher
+        self.space = space
+        self.on_record = on_record
+        self.records: list[TrialRecord] = []
+
+    def _emit(self, record: TrialRecord) -> None:
+        self.records.append(record)
+        self.on_record(record)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        params = self.space.complete(dict(trial.config))
+        number = self.searcher.optuna_number(trial.trial_id)
+        values = [result.get(m) for m in METRICS]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            self._emit(TrialRecord(number, params, "failed", error="no finite result reported",
+                                   summary=Policy.from_params(params).summary()))
+            return
+        metrics = {k: float(result[k]) for k in ("accuracy", "latency_ms", "latency_p90_ms",
+                                                 "latency_cv", "speedup", "params", "macs",
+                                                 "size_mb", "sparsity")}
+        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        self._emit(TrialRecord(number, params, "complete", metrics,
+                               latency_source=str(result.get("latency_source", "")),
+                               summary=Policy.from_params(params).summary(),
+                               checkpoint=checkpoint))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        params = self.space.complete(dict(trial.config))
+        self._emit(TrialRecord(self.searcher.optuna_number(trial.trial_id), params, "failed",
+                               error=_error_line(trial),
+                               summary=Policy.from_params(params).summary()))
+
+
+def run_trials(
+    *,
+    study_name: str,
+    search: SearchConfig,
+    seed: int,
+    space: PolicySpace,
+    base_model: nn.Module,
+    groups: list[PrunableGroup],
+    data: DataSplits,
+    settings: TrialSettings,
+    profile: HardwareProfile,
+    plan: LatencyPlan,
+    cpus_per_trial: int,
+    storage_path: Path,
+    on_record: Callable[[TrialRecord], None],
+) -> list[TrialRecord]:
+    """Run the study's trials under Ray Tune; returns one record per trial, in finish order."""
+    storage = optuna.storages.RDBStorage(search.storage)
+    searcher = StudySearch(
+        space=space, metric=METRICS, mode=MODES, sampler=make_sampler(search, seed),
+        study_name=study_name, storage=storage,
+        points_to_evaluate=[space.uniform_point(r) for r in search.seed_ratios] or None,
+    )
+    callback = _StudyCallback(searcher, space, on_record)
+    trainable = tune.with_parameters(
+        _trainable, base_model=base_model, groups=list(groups), data=data, settings=settings,
+        space=space, profile=profile, plan=plan, threads=cpus_per_trial,
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cpus_per_trial}),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.n_trials,
+                                    max_concurrent_trials=search.concurrency,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=study_name, storage_path=str(storage_path.resolve()), verbose=0,
+            callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    # Ray Tune prints its own experiment banner and tables; the study prints its progress.
+    with contextlib.redirect_stdout(io.StringIO()):
+        tuner.fit()
+    return callback.records

@@ -1,0 +1,1 @@
+"""Reporting a study: MLflow runs and artifacts, Pareto plots."""

@@ -1,0 +1,133 @@
+"""MLflow layout of a study: one parent run, one nested run per trial, Pareto artifacts.
+
+Only the driver talks to MLflow (through MlflowClient, explicit run ids, no global active
+run), so concurrent trials never write to the store at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from autoprune.errors import UserError
+from autoprune.search.records import TrialRecord
+
+MAX_PARAM_LENGTH = 6000
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Return {"a.b.c": "value"} for a nested mapping, values as strings."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with UserError when an http(s) tracking server does not answer."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
+        except OSError as exc:
+            raise UserError(f"tracking.uri {uri} cannot be reached ({exc.strerror or exc}); "
+                            "start the server or use sqlite:///mlflow.db") from exc
+    elif parsed.scheme == "sqlite":
+        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"tracking.uri {uri}: folder {folder} does not exist")
+    elif parsed.scheme not in ("file", "databricks", "postgresql", "mysql", "mssql", ""):
+        raise UserError(f"tracking.uri {uri}: unknown scheme {parsed.scheme!r}; "
+                        "use sqlite:///file.db, http(s)://host:port or a database URI")
+
+
+class StudyTracker:
+    """Writes one study to MLflow following the schema in the README."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        check_reachable(uri)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = (found.experiment_id if found is not None
+                              else self.client.create_experiment(experiment))
+        self.run_id: str | None = None
+
+    def start_study(self, study_name: str, hardware: str, config: Mapping[str, Any],
+                    tags: Mapping[str, str]) -> str:
+        """Create the parent run with its tags and the resolved config as params."""
+        from mlflow.entities import Param
+
+        run = self.client.create_run(
+            self.experiment_id, run_name=study_name,
+            tags={"role": "study", "study": study_name, "hardware": hardware, **tags},
+        )
+        self.run_id = run.info.run_id
+        params = [Param(k, v) for k, v in flatten(config).items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+        return self.run_id
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0)
+                                                    for k, v in metrics.items()])
+
+    def log_trial(self, record: TrialRecord, study_name: str) -> str:
+        """Create the nested run of one trial and return its id."""
+        from mlflow.entities import Metric, Param
+
+        assert self.run_id is not None, "start_study first"
+        tags = {"mlflow.parentRunId": self.run_id, "role": "trial", "study": study_name,
+                "pareto": "false", "state": record.state, "trial_number": str(record.number)}
+        if record.latency_source:
+            tags["latency_source"] = record.latency_source
+        if record.error:
+            tags["error"] = record.error[:5000]
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:03d}",
+                                     tags=tags)
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in record.metrics.items()],
+            params=[Param(k, str(v)) for k, v in sorted(record.params.items())],
+        )
+        self.client.set_terminated(run.info.run_id,
+                                   "FINISHED" if record.state == "complete" else "FAILED")
+        record.run_id = run.info.run_id
+        return run.info.run_id
+
+    def mark_pareto(self, record: TrialRecord, test_accuracy: float) -> None:
+        """Tag a trial run as on the front and add its held-out test accuracy."""
+        assert record.run_id is not None
+        self.client.set_tag(record.run_id, "pareto", "true")
+        self.client.log_metric(record.run_id, "test_accuracy", test_accuracy)
+
+    def log_artifacts(self, folder: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, folder, artifact_path)
+
+    def log_artifact(self, path: str) -> None:
+        self.client.log_artifact(self.run_id, path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status)
