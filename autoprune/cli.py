@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoprune.commands import COMMANDS
-from autoprune.errors import UserError
+from autoprune.errors import StudyFailed, UserError
 from autoprune.paths import config_dir, group_choices, groups
 
 EXIT_USAGE = 2
@@ -122,6 +122,9 @@ def _run_hydra(command: str, module: Any, args: list[str]) -> None:
             module.run(settings, HydraConfig.get().runtime.output_dir)
         except UserError as exc:
             _fail(str(exc))
+        except StudyFailed as exc:
+            print(f"autoprune: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
         except KeyboardInterrupt:
             print("autoprune: interrupted", file=sys.stderr)
             raise SystemExit(130) from None

@@ -14,7 +14,7 @@ import yaml
 from autoprune import __version__
 from autoprune.config import Settings
 from autoprune.data import load_data
-from autoprune.errors import UserError
+from autoprune.errors import StudyFailed, UserError
 from autoprune.models.base import prepare_base_model
 from autoprune.pruning import Policy, apply_policy, find_groups, model_stats
 from autoprune.search.objective import TrialSettings, example_input
@@ -64,6 +64,7 @@ def run(settings: Settings, output_dir: str) -> None:
 
     started = time.monotonic()
     check_reachable(settings.tracking.uri)
+    runner.check_ray_address(settings.ray.address)
     torch.manual_seed(settings.seed)
     data = load_data(settings.data)
     base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
@@ -132,6 +133,10 @@ def run(settings: Settings, output_dir: str) -> None:
             storage_path=Path(output_dir) / "ray", on_record=on_record)
         _report(records, base.model, groups, data, settings, tracker, study_name,
                 (base_accuracy, base_latency.median_ms, base_test_accuracy), started)
+        failures = [r for r in records if r.state != "complete"]
+        if len(failures) == len(records):
+            reason = failures[0].error if failures else "no trial ran"
+            raise StudyFailed(f"all {len(records)} trials failed; first: {reason}")
         tracker.finish("FINISHED")
     except BaseException:
         if tracker is not None:
@@ -177,8 +182,9 @@ def _report(records: list[TrialRecord], base: torch.nn.Module, groups: list, dat
         tracker.log_artifacts(str(pareto), "pareto")
     elapsed = time.monotonic() - started
     _say("")
-    _say(f"Pareto front of {study_name}: {len(front)} of {len(done)} completed trials "
-         f"({failed} failed), {elapsed:.0f}s; latency {front[0].latency_source if front else '-'}")
+    source = front[0].latency_source if front else "-"
+    _say(f"Pareto front of {study_name}: {len(front)} trials; {len(done)} completed, "
+         f"{failed} failed, {elapsed:.0f}s; latency {source}")
     if front:
         _say(front_table(front, test_accuracy, base_point))
     _say(f"MLflow: {settings.tracking.uri}, experiment '{settings.tracking.experiment}', "

@@ -61,8 +61,14 @@ class _Recorder(TorchDispatchMode):
         a, eb = self.alignment, self.element_bytes
         if func in FREE:
             return None
-        if func is aten.convolution.default:
-            x, w, groups = args[0], args[1], args[8]
+        if func in (aten.convolution.default, aten.conv2d.default, aten.conv1d.default):
+            # Under inference_mode convolutions arrive undecomposed (aten.conv2d); else as
+            # aten.convolution, whose `groups` argument sits further back.
+            x, w = args[0], args[1]
+            if func is aten.convolution.default:
+                groups = args[8]
+            else:
+                groups = args[6] if len(args) > 6 else 1
             n, c_in = x.shape[0], x.shape[1]
             c_out, k = w.shape[0], math.prod(w.shape[2:])
             spatial = math.prod(out.shape[2:])
@@ -71,6 +77,11 @@ class _Recorder(TorchDispatchMode):
             flops = 2.0 * n * spatial * out_channels * per_group_in * k
             moved = (x.numel() + w.numel() + out.numel()) * eb
             return Kernel("conv", flops, moved)
+        if func is aten.linear.default:
+            x, w = args[0], args[1]  # weight is (out_features, in_features)
+            m, k_dim, n_dim = x.numel() // x.shape[-1], x.shape[-1], w.shape[0]
+            flops = 2.0 * m * _aligned(k_dim, a) * _aligned(n_dim, a)
+            return Kernel("gemm", flops, (x.numel() + w.numel() + out.numel()) * eb)
         if func in (aten.addmm.default, aten.mm.default):
             x, w = (args[1], args[2]) if func is aten.addmm.default else (args[0], args[1])
             m, k_dim, n_dim = x.shape[0], x.shape[1], w.shape[1]

@@ -11,6 +11,7 @@ import io
 import logging
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,9 +85,31 @@ def _quiet_ray() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
-    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+    for name in ("ray", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Tune logs every failed trial's full traceback; the study reports each failure itself,
+    # in one line, and keeps the traceback in the trial's error file.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast with UserError when `ray.address` names a host:port that does not answer.
+
+    ray.init itself retries an unreachable head for minutes before giving up.
+    """
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"ray.address {address!r} must be 'auto', host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"ray.address {address} cannot be reached ({exc.strerror or exc}); "
+                        "start the head with `ray start --head` or leave ray.address unset"
+                        ) from exc
 
 
 def start_ray(cfg: RayConfig) -> None:
@@ -151,12 +174,21 @@ def _trainable(config: dict[str, Any], *, base_model: nn.Module, groups: list[Pr
 
 
 def _error_line(trial: Any) -> str:
-    error = None
+    """The failed trial's reason in one line: the original exception, not Ray's wrapping."""
+    import cloudpickle
+
+    text = ""
     try:
-        error = trial.get_pickled_error() or trial.get_error()
-    except Exception:  # the error file itself may be gone; the state is what matters
-        pass
-    lines = [s.strip() for s in str(error or "unknown error").splitlines() if s.strip()]
+        if trial.pickled_error_file and os.path.exists(trial.pickled_error_file):
+            with open(trial.pickled_error_file, "rb") as handle:
+                error = cloudpickle.load(handle)
+            cause = getattr(error, "cause", None) or error
+            text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        elif trial.error_file and os.path.exists(trial.error_file):
+            text = Path(trial.error_file).read_text()
+    except Exception:  # an unreadable error file must not take the study down with it
+        text = ""
+    lines = [s.strip() for s in text.splitlines() if s.strip()]
     return lines[-1] if lines else "unknown error"
 
 

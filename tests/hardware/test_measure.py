@@ -1,0 +1,111 @@
+"""Real measurement: sane statistics, honest source, identical architectures measured once."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from autoprune.cli import compose
+from autoprune.config import HardwareProfile, settings_from_dict
+from autoprune.hardware import Latency, MeasuredLatency, architecture_key, measure_latency
+from autoprune.hardware import measure as measure_module
+
+SHAPE = (1, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def cpu() -> HardwareProfile:
+    profile = settings_from_dict(compose("search", ["hardware=cpu"])).hardware
+    quick = dataclasses.replace(profile.measure, warmup=1, repeats=3, number=2, retries=0)
+    return dataclasses.replace(profile, measure=quick)
+
+
+def _net(width: int = 8, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+
+
+def test_measurement_statistics_are_sane(cpu: HardwareProfile) -> None:
+    latency = measure_latency(_net(), SHAPE, cpu)
+    assert latency.source == "measured"
+    assert latency.device == "cpu"
+    assert latency.median_ms > 0
+    assert latency.p90_ms >= latency.median_ms
+    assert math.isfinite(latency.cv) and latency.cv >= 0
+
+
+def test_measurement_restores_thread_count(cpu: HardwareProfile) -> None:
+    before = torch.get_num_threads()
+    measure_latency(_net(), SHAPE, dataclasses.replace(cpu, threads=1))
+    assert torch.get_num_threads() == before
+
+
+def test_measurement_leaves_the_model_alone(cpu: HardwareProfile) -> None:
+    model = _net().train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    measure_latency(model, SHAPE, cpu)
+    assert model.training
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_profile_without_cuda_raises(cpu: HardwareProfile) -> None:
+    with pytest.raises(RuntimeError, match="CUDA"):
+        measure_latency(_net(), SHAPE, dataclasses.replace(cpu, device="cuda"))
+
+
+def test_architecture_key_depends_on_shapes_not_weights() -> None:
+    assert architecture_key(_net(8, seed=0)) == architecture_key(_net(8, seed=1))
+    assert architecture_key(_net(8)) != architecture_key(_net(16))
+    assert architecture_key(_net(8), "cpu", 1) != architecture_key(_net(8), "cpu", 2)
+
+
+def test_architecture_key_sees_layer_types() -> None:
+    relu = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    gelu = nn.Sequential(nn.Linear(4, 4), nn.GELU())
+    assert architecture_key(relu) != architecture_key(gelu)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:
+    """Replace the real measurement with a recorder of the models it was asked to time."""
+    calls: list[nn.Module] = []
+
+    def fake(model: nn.Module, input_shape: tuple[int, ...], profile: HardwareProfile) -> Latency:
+        calls.append(model)
+        return Latency(float(len(calls)), float(len(calls)), 0.0, "measured", "fake")
+
+    monkeypatch.setattr(measure_module, "measure_latency", fake)
+    return calls
+
+
+def test_identical_architectures_are_measured_once(
+    cpu: HardwareProfile, counted: list[nn.Module]
+) -> None:
+    backend = MeasuredLatency(cpu, SHAPE)
+    first = backend.latency(_net(8, seed=0))
+    second = backend.latency(_net(8, seed=1))  # same shapes, other weights
+    assert len(counted) == 1
+    assert second == first
+
+
+def test_different_architectures_are_measured_separately(
+    cpu: HardwareProfile, counted: list[nn.Module]
+) -> None:
+    backend = MeasuredLatency(cpu, SHAPE)
+    narrow, wide = backend.latency(_net(8)), backend.latency(_net(16))
+    assert len(counted) == 2
+    assert narrow != wide
+
+
+def test_real_backend_caches_a_real_measurement(cpu: HardwareProfile) -> None:
+    backend = MeasuredLatency(cpu, SHAPE)
+    assert backend.source == "measured"
+    first = backend.latency(_net(8, seed=0))
+    assert backend.latency(_net(8, seed=1)) is first
+    assert first.source == "measured"

@@ -1,0 +1,179 @@
+"""The base model: trained once then cached; a bad checkpoint is a clear user error."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from autoprune.config import DataConfig, FinetuneConfig, ModelConfig
+from autoprune.data import DataSplits
+from autoprune.errors import UserError
+from autoprune.models import build_model
+from autoprune.models.base import load_checkpoint, prepare_base_model
+from autoprune.models.resnet import ResNet
+
+MODEL = ModelConfig(name="resnet", target="autoprune.models.resnet.ResNet", checkpoint=None,
+                    kwargs={"num_classes": 10, "in_channels": 1, "width": 4,
+                            "blocks_per_stage": 1})
+DATA = DataConfig(name="digits", resolution=8, in_channels=1, num_classes=10,
+                  val_fraction=0.2, test_fraction=0.2, split_seed=0)
+FINETUNE = FinetuneConfig(epochs=1, lr=0.02, batch_size=32, momentum=0.9, weight_decay=5e-4,
+                          bn_recalibration_batches=2, base_epochs=1, base_lr=0.05)
+
+
+@pytest.fixture(scope="module")
+def data() -> DataSplits:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 8, 8, generator=generator)
+    y = torch.arange(64) % 10
+    return DataSplits(x, y, x[:16], y[:16], x[:16], y[:16], num_classes=10)
+
+
+def _prepare(data: DataSplits, cache: Path, model: ModelConfig = MODEL, seed: int = 0,
+             messages: list[str] | None = None):  # noqa: ANN202
+    announce = (messages if messages is not None else []).append
+    return prepare_base_model(model, DATA, FINETUNE, data, seed, str(cache), announce=announce)
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _checkpoint(config: ModelConfig, path: Path) -> ModelConfig:
+    return dataclasses.replace(config, checkpoint=str(path))
+
+
+# --- training and the cache -------------------------------------------------------------------
+
+def test_base_model_is_trained_once_then_loaded_from_cache(
+    data: DataSplits, tmp_path: Path
+) -> None:
+    messages: list[str] = []
+    first = _prepare(data, tmp_path, messages=messages)
+    assert first.source == "trained"
+    assert Path(first.path).is_file()
+    assert Path(first.path).is_relative_to(tmp_path)
+    assert len(messages) == 1 and "training" in messages[0]
+
+    second = _prepare(data, tmp_path, messages=messages)
+    assert second.source == "cache"
+    assert second.path == first.path
+    assert len(messages) == 1, "a cached model is not trained again"
+    assert _same_state(first.model, second.model)
+    assert not second.model.training
+
+
+def test_trained_model_differs_from_its_initialisation(data: DataSplits, tmp_path: Path) -> None:
+    trained = _prepare(data, tmp_path).model
+    torch.manual_seed(0)
+    assert not _same_state(trained, build_model(MODEL))
+
+
+def test_other_seed_or_model_gets_its_own_cache_entry(data: DataSplits, tmp_path: Path) -> None:
+    base = _prepare(data, tmp_path)
+    other_seed = _prepare(data, tmp_path, seed=1)
+    wider = dataclasses.replace(MODEL, kwargs={**MODEL.kwargs, "width": 8})
+    other_model = _prepare(data, tmp_path, model=wider)
+    assert other_seed.source == other_model.source == "trained"
+    assert len({base.path, other_seed.path, other_model.path}) == 3
+
+
+def test_checkpoint_is_loaded_instead_of_training(data: DataSplits, tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    saved = build_model(MODEL)
+    path = tmp_path / "net.pt"
+    torch.save(saved.state_dict(), path)
+    messages: list[str] = []
+    base = _prepare(data, tmp_path / "cache", model=_checkpoint(MODEL, path), messages=messages)
+    assert base.source == "checkpoint"
+    assert messages == []
+    assert _same_state(base.model, saved)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_wrapped_state_dict_is_accepted(tmp_path: Path) -> None:
+    saved = ResNet(width=4, blocks_per_stage=1)
+    path = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": saved.state_dict(), "epoch": 3}, path)
+    model = ResNet(width=4, blocks_per_stage=1)
+    load_checkpoint(model, str(path))
+    assert _same_state(model, saved)
+
+
+# --- bad checkpoints --------------------------------------------------------------------------
+
+def test_missing_checkpoint_is_a_user_error(data: DataSplits, tmp_path: Path) -> None:
+    path = tmp_path / "absent.pt"
+    with pytest.raises(UserError, match="does not exist") as info:
+        _prepare(data, tmp_path, model=_checkpoint(MODEL, path))
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_checkpoint_is_a_user_error(data: DataSplits, tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.pt"
+    path.write_bytes(b"this is not a torch file\x00\x01\x02")
+    with pytest.raises(UserError, match="not a readable weights file") as info:
+        _prepare(data, tmp_path, model=_checkpoint(MODEL, path))
+    assert str(path) in str(info.value)
+
+
+def test_checkpoint_of_another_model_is_a_user_error(data: DataSplits, tmp_path: Path) -> None:
+    path = tmp_path / "wider.pt"
+    torch.save(ResNet(width=8, blocks_per_stage=1).state_dict(), path)
+    with pytest.raises(UserError, match="does not fit the model") as info:
+        _prepare(data, tmp_path, model=_checkpoint(MODEL, path))
+    assert "size mismatch" in str(info.value)
+
+
+def test_checkpoint_holding_no_state_dict_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(UserError, match="not a state_dict"):
+        load_checkpoint(ResNet(width=4, blocks_per_stage=1), str(path))
+
+
+def test_pickled_module_is_refused(tmp_path: Path) -> None:
+    # weights_only loading never runs pickled code; a whole pickled model is rejected.
+    path = tmp_path / "module.pt"
+    torch.save(ResNet(width=4, blocks_per_stage=1), path)
+    with pytest.raises(UserError, match="not a readable weights file"):
+        load_checkpoint(ResNet(width=4, blocks_per_stage=1), str(path))
+
+
+# --- build_model ------------------------------------------------------------------------------
+
+def test_build_model_passes_kwargs() -> None:
+    model = build_model(MODEL)
+    assert isinstance(model, ResNet)
+    assert model.fc.out_features == 10
+    assert model.stem[0].out_channels == 4
+
+
+def test_build_model_unknown_kwarg_is_a_user_error() -> None:
+    config = dataclasses.replace(MODEL, kwargs={**MODEL.kwargs, "depth": 50})
+    with pytest.raises(UserError, match="depth") as info:
+        build_model(config)
+    assert "width" in str(info.value), "the message lists the accepted arguments"
+
+
+def test_build_model_unimportable_target_is_a_user_error() -> None:
+    config = dataclasses.replace(MODEL, target="autoprune.models.nothing.Net", kwargs={})
+    with pytest.raises(UserError, match="cannot be imported"):
+        build_model(config)
+
+
+def test_build_model_rejects_a_factory_returning_no_module() -> None:
+    config = dataclasses.replace(MODEL, target="collections.OrderedDict", kwargs={})
+    with pytest.raises(UserError, match="not a torch.nn.Module"):
+        build_model(config)
+
+
+def test_build_model_wraps_factory_errors() -> None:
+    config = dataclasses.replace(MODEL, kwargs={**MODEL.kwargs, "width": -1})
+    with pytest.raises(UserError, match="could not be built"):
+        build_model(config)

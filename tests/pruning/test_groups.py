@@ -1,0 +1,79 @@
+"""Prunable groups: the classifier is never searchable, coupled layers share a group."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from autoprune.errors import UserError
+from autoprune.models.resnet import ResNet
+from autoprune.pruning import find_groups
+
+EXAMPLE = torch.zeros(1, 1, 16, 16)
+
+
+@pytest.fixture
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return ResNet(width=16, blocks_per_stage=1)
+
+
+def _members(groups) -> list[str]:  # noqa: ANN001
+    return [name for g in groups for name in g.layers]
+
+
+def test_classifier_is_excluded(model: nn.Module) -> None:
+    groups = find_groups(model, EXAMPLE)
+    assert groups, "a ResNet has prunable convolutions"
+    assert all(g.id != "fc" for g in groups)
+    assert "fc" not in _members(groups)
+
+
+def test_every_other_conv_belongs_to_exactly_one_group(model: nn.Module) -> None:
+    groups = find_groups(model, EXAMPLE)
+    convs = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    members = _members(groups)
+    assert sorted(members) == sorted(convs)
+    assert len(members) == len(set(members))
+
+
+def test_residual_partners_share_one_group(model: nn.Module) -> None:
+    groups = {g.id: g for g in find_groups(model, EXAMPLE)}
+    # Identity shortcut: the stem's output is added to layer1's output.
+    assert {"stem.0", "layer1.0.conv2"} <= set(groups["stem.0"].layers)
+    # Projection shortcut: the 1x1 conv and conv2 feed the same addition.
+    assert {"layer2.0.shortcut.0", "layer2.0.conv2"} <= set(groups["layer2.0.shortcut.0"].layers)
+    assert any(len(g.layers) > 1 for g in groups.values())
+
+
+def test_group_describes_its_root_layer(model: nn.Module) -> None:
+    for group in find_groups(model, EXAMPLE):
+        root = model.get_submodule(group.id)
+        assert group.kind == "conv"
+        assert group.channels == root.out_channels
+        assert group.id in group.layers
+
+
+def test_groups_follow_module_order(model: nn.Module) -> None:
+    position = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    ids = [g.id for g in find_groups(model, EXAMPLE)]
+    assert ids == sorted(ids, key=position.__getitem__)
+
+
+def test_ignored_layer_removes_its_whole_group(model: nn.Module) -> None:
+    groups = find_groups(model, EXAMPLE, ignored=["layer1.0.conv2"])
+    assert "layer1.0.conv2" not in _members(groups)
+    assert "stem.0" not in [g.id for g in groups]
+    assert "layer1.0.conv1" in [g.id for g in groups]
+
+
+def test_ignoring_a_missing_module_is_a_user_error(model: nn.Module) -> None:
+    with pytest.raises(UserError, match="no_such_layer"):
+        find_groups(model, EXAMPLE, ignored=["no_such_layer"])
+
+
+def test_linear_layers_before_the_classifier_are_prunable() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
+    groups = find_groups(model, torch.zeros(1, 16))
+    assert [(g.id, g.kind, g.channels) for g in groups] == [("1", "linear", 12)]

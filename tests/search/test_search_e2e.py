@@ -1,0 +1,104 @@
+"""A real search: Ray Tune + Optuna + MLflow through the CLI, in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+QUICK = [
+    "search.n_trials=4", "search.concurrency=2", "finetune.epochs=1", "finetune.base_epochs=2",
+    "model.width=16", "model.blocks_per_stage=1", "hardware.measure.warmup=3",
+    "hardware.measure.repeats=5", "hardware.measure.number=5",
+]
+
+
+def search(tmp: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "autoprune", "search", f"cache_dir={tmp / 'cache'}", *QUICK,
+         *overrides],
+        cwd=tmp, capture_output=True, text=True, timeout=600, env=env,
+    )
+
+
+def study_runs(tmp: Path):
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("autoprune")
+    studies = client.search_runs([experiment.experiment_id], "tags.role = 'study'")
+    assert len(studies) == 1
+    study = studies[0]
+    trials = client.search_runs([experiment.experiment_id],
+                                f"tags.mlflow.parentRunId = '{study.info.run_id}'")
+    return client, study, trials
+
+
+@pytest.mark.slow
+def test_measured_cpu_search_logs_the_front(tmp_path):
+    result = search(tmp_path, "hardware=cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "latency: measured on this machine" in result.stdout
+    assert "[  4/4]" in result.stdout and "Pareto front of" in result.stdout
+
+    client, study, trials = study_runs(tmp_path)
+    assert study.data.tags["hardware"] == "cpu"
+    assert study.data.tags["study"].startswith("resnet-digits-cpu-")
+    assert study.info.status == "FINISHED"
+    assert {"base_accuracy", "base_latency_ms"} <= set(study.data.metrics)
+    assert study.data.params["search.n_trials"] == "4"
+
+    assert len(trials) == 4
+    assert {t.data.tags["role"] for t in trials} == {"trial"}
+    assert {t.data.tags["latency_source"] for t in trials} == {"measured"}
+    assert {t.data.tags["state"] for t in trials} == {"complete"}
+    for t in trials:
+        assert {"accuracy", "latency_ms", "speedup", "params", "macs", "size_mb",
+                "sparsity"} <= set(t.data.metrics)
+        assert any(k.endswith(".ratio") for k in t.data.params)
+    front = [t for t in trials if t.data.tags["pareto"] == "true"]
+    assert front and all("test_accuracy" in t.data.metrics for t in front)
+
+    artifacts = {a.path for a in client.list_artifacts(study.info.run_id, "pareto")}
+    assert {"pareto/pareto_front.csv", "pareto/pareto_front.png",
+            "pareto/pareto_front.html"} <= artifacts
+    policies = client.list_artifacts(study.info.run_id, "pareto/policies")
+    assert len(policies) == len(front)
+
+    name = study.data.tags["optuna_study"]
+    assert name != "optuna"
+    optuna_study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    states = [t.state for t in optuna_study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4
+    assert len(optuna_study.best_trials) == len(front)
+
+
+@pytest.mark.slow
+def test_predicted_jetson_search_marks_every_trial_predicted(tmp_path):
+    result = search(tmp_path, "hardware=jetson", "search=nsga2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "latency: PREDICTED" in result.stdout
+    _, study, trials = study_runs(tmp_path)
+    assert study.data.tags["latency_source"] == "predicted"
+    assert len(trials) == 4
+    assert {t.data.tags["latency_source"] for t in trials} == {"predicted"}
+
+
+@pytest.mark.slow
+def test_diverging_trials_are_failed_everywhere_and_the_study_says_so(tmp_path):
+    result = search(tmp_path, "hardware=jetson", "finetune.lr=1e30", "search.n_trials=2",
+                    "search.seed_ratios=[]")
+    assert result.returncode == 1
+    assert "FAILED: " in result.stdout and "diverged" in result.stdout
+    assert "all 2 trials failed" in result.stderr
+    _, study, trials = study_runs(tmp_path)
+    assert study.info.status == "FAILED"
+    assert [t.info.status for t in trials] == ["FAILED", "FAILED"]
+    assert all("diverged" in t.data.tags["error"] for t in trials)
+    name = study.data.tags["optuna_study"]
+    optuna_study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state for t in optuna_study.trials] == [optuna.trial.TrialState.FAIL] * 2

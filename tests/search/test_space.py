@@ -1,0 +1,83 @@
+"""The policy search space and the samplers that explore it."""
+
+from __future__ import annotations
+
+import pickle
+
+import optuna
+import pytest
+
+from autoprune.errors import UserError
+from autoprune.pruning import Policy
+from autoprune.search.samplers import make_sampler
+from autoprune.search.space import PolicySpace
+
+
+def space(strategies=("channel", "unstructured")) -> PolicySpace:
+    return PolicySpace(["a.conv", "b.conv"], strategies, 0.0, 0.72, 0.05)
+
+
+def test_space_suggests_one_strategy_and_ratio_per_group_on_the_grid():
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        space()(trial)
+        policy = Policy.from_params(trial.params)
+        assert set(policy.decisions) == {"a.conv", "b.conv"}
+        for decision in policy.decisions.values():
+            assert decision.strategy in ("channel", "unstructured")
+            assert 0.0 <= decision.ratio <= 0.70 + 1e-9
+            assert abs(decision.ratio / 0.05 - round(decision.ratio / 0.05)) < 1e-6
+        study.tell(trial, [0.5, 1.0])
+
+
+def test_single_strategy_is_fixed_not_sampled():
+    s = space(("channel",))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    s(trial)
+    assert all(k.endswith(".ratio") for k in trial.params)
+    policy = Policy.from_params(s.complete(trial.params))
+    assert {d.strategy for d in policy.decisions.values()} == {"channel"}
+
+
+def test_uniform_point_snaps_to_grid_and_prefers_channel_pruning():
+    point = space().uniform_point(0.52)
+    assert point["a.conv.ratio"] == pytest.approx(0.5)
+    assert point["b.conv.strategy"] == "channel"
+
+
+def test_space_is_picklable_for_ray():
+    clone = pickle.loads(pickle.dumps(space()))
+    assert clone.group_ids == ("a.conv", "b.conv")
+
+
+def test_same_seed_same_policies(settings_for):
+    search = settings_for("search=tpe").search
+
+    def proposals(seed: int) -> list[dict]:
+        study = optuna.create_study(directions=["maximize", "minimize"],
+                                    sampler=make_sampler(search, seed))
+        out = []
+        for i in range(12):
+            trial = study.ask()
+            space()(trial)
+            out.append(trial.params)
+            study.tell(trial, [0.9 - 0.01 * i, 1.0 + 0.1 * (i % 3)])
+        return out
+
+    assert proposals(1) == proposals(1)
+    assert proposals(1) != proposals(2)
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
+def test_every_sampler_builds(settings_for, name):
+    sampler = make_sampler(settings_for(f"search={name}").search, seed=0)
+    assert isinstance(sampler, optuna.samplers.BaseSampler)
+
+
+def test_sampler_options_that_do_not_fit_are_user_errors(settings_for):
+    search = settings_for("search=random", "+search.options.bogus=1").search
+    with pytest.raises(UserError, match="do not fit the random sampler"):
+        make_sampler(search, seed=0)

@@ -1,0 +1,108 @@
+"""The command line: help, resolved config, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from autoprune.cli import compose
+from autoprune.errors import UserError
+
+
+def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "autoprune", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=120)
+
+
+def test_help_lists_groups_and_choices(tmp_path):
+    result = cli("search", "--help", cwd=str(tmp_path))
+    assert result.returncode == 0
+    for line in ("hardware: cpu, jetson", "search: nsga2, random, tpe", "model: custom, resnet",
+                 "data: digits"):
+        assert line in result.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_cfg_job_prints_resolved_config(tmp_path):
+    result = cli("search", "hardware=jetson", "search.n_trials=3", "--cfg", "job",
+                 cwd=str(tmp_path))
+    assert result.returncode == 0
+    assert "name: jetson" in result.stdout
+    assert "n_trials: 3" in result.stdout
+
+
+def test_top_level_usage_lists_commands():
+    result = cli()
+    assert result.returncode == 0
+    assert "search" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["search", "hardware=nosuchdevice"],
+         "unknown hardware 'nosuchdevice'; choose one of: cpu, jetson"),
+        (["search", "model=nosuch"], "unknown model 'nosuch'; choose one of: custom, resnet"),
+        (["search", "search.n_trail=3"], "unknown key 'search.n_trail'; valid keys under search:"),
+        (["search", "foo=1"], "unknown key 'foo'; valid keys at the top level:"),
+        (["search", "search.n_trials=0"], "search.n_trials must be at least 1"),
+        (["search", "pruning.ratio_max=1.0"], "pruning ratios must lie in [0, 1)"),
+        (["search", "pruning.ratio_min=0.6", "pruning.ratio_max=0.5"], "empty range"),
+        (["search", "pruning.strategies=[magic]"], "unknown pruning strategy 'magic'"),
+        (["search", "model=custom"], "model._target_ is required"),
+        (["search", "model._target_=nosuchpkg.factory"], "cannot import nosuchpkg"),
+        (["search", "seed=abc"], "seed must be a number"),
+        (["nosuchcommand"], "unknown command 'nosuchcommand'; choose one of: search"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
+    result = cli(*args, cwd=str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("autoprune: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "a bad input must not write anything"
+
+
+def test_missing_checkpoint_is_refused_before_anything_is_written(tmp_path):
+    result = cli("search", f"model.checkpoint={tmp_path / 'missing.pt'}",
+                 f"cache_dir={tmp_path / 'cache'}", cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "missing.pt' does not exist" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_unreachable_tracking_server_is_refused(tmp_path):
+    result = cli("search", "tracking.uri=http://127.0.0.1:9", f"cache_dir={tmp_path}",
+                 cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "tracking.uri http://127.0.0.1:9 cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_ray_address_is_refused(tmp_path):
+    result = cli("search", "ray.address=127.0.0.1:1", f"cache_dir={tmp_path}",
+                 cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "ray.address 127.0.0.1:1 cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_compose_applies_overrides():
+    cfg = compose("search", ["hardware=jetson", "search.n_trials=5", "seed=3"])
+    assert cfg["hardware"]["name"] == "jetson"
+    assert cfg["search"]["n_trials"] == 5
+    assert cfg["seed"] == 3
+    assert cfg["study_name"] == "resnet-digits-jetson"
+
+
+def test_compose_rejects_unknown_group_choice():
+    with pytest.raises(UserError, match="choose one of: cpu, jetson"):
+        compose("search", ["hardware=tpu"])

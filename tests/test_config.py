@@ -1,0 +1,51 @@
+"""Typed settings: every bundled choice composes, bad values are refused with a clear message."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from autoprune.errors import UserError
+from autoprune.paths import group_choices
+
+
+@pytest.mark.parametrize("group", ["hardware", "search", "data", "pruning", "finetune",
+                                   "tracking", "ray"])
+def test_every_bundled_choice_composes(settings_for, group):
+    for choice in group_choices(group):
+        settings = settings_for(f"{group}={choice}")
+        assert settings.search.n_trials >= 1
+
+
+def test_profiles_state_what_the_latency_model_needs(settings_for):
+    jetson = settings_for("hardware=jetson").hardware
+    assert jetson.mode == "auto" and jetson.ray_resource == "jetson"
+    assert jetson.roofline is not None and jetson.precision in jetson.roofline.peak_tflops
+    cpu = settings_for("hardware=cpu").hardware
+    assert cpu.mode == "measure" and cpu.threads >= 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["hardware.mode=sometimes"], "unknown hardware.mode 'sometimes'"),
+        (["hardware.precision=fp8"], "unknown hardware.precision 'fp8'"),
+        (["hardware=cpu", "hardware.mode=predict"], "has no latency model"),
+        (["search.concurrency=0"], "search.concurrency must be at least 1"),
+        (["search.sampler=cmaes"], "unknown search.sampler 'cmaes'"),
+        (["search.seed_ratios=[1.5]"], "search.seed_ratios must lie in [0, 1)"),
+        (["pruning.importance=taylor"], "unknown pruning.importance 'taylor'"),
+        (["data.val_fraction=0.9"], "data.val_fraction and data.test_fraction"),
+    ],
+)
+def test_bad_values_are_user_errors(settings_for, overrides, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        settings_for(*overrides)
+
+
+def test_model_kwargs_exclude_reserved_keys(settings_for):
+    model = settings_for().model
+    assert model.target == "autoprune.models.resnet.ResNet"
+    assert model.kwargs == {"num_classes": 10, "in_channels": 1, "width": 32,
+                            "blocks_per_stage": 2}
