@@ -54,7 +54,8 @@ def _check_keys(cfg: Any, parsed: list[Any]) -> None:
     group_names = set(groups())
     for override in parsed:
         key = override.key_or_group
-        if key in group_names or override.is_add() or override.is_delete():
+        if (key in group_names or override.is_add() or override.is_delete()
+                or key.startswith("hydra.") or override.is_hydra_override()):
             continue
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
@@ -79,7 +80,10 @@ def compose(command: str, overrides: Sequence[str]) -> dict[str, Any]:
     group_overrides = []
     for override in parsed:
         key = override.key_or_group
-        if key in groups() and not override.is_delete():
+        if key in groups() and override.is_delete():
+            raise UserError(f"the {key} group cannot be removed; choose one of: "
+                            f"{', '.join(group_choices(key))}")
+        if key in groups():
             choices = group_choices(key)
             value = override.value()
             if not isinstance(value, str) or value not in choices:
@@ -107,6 +111,20 @@ def compose(command: str, overrides: Sequence[str]) -> dict[str, Any]:
     return resolved  # type: ignore[return-value]
 
 
+def _remove_run_dir(output_dir: str) -> None:
+    """Bad input found inside the job: leave no Hydra run folder behind (nor empty parents)."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(output_dir)
+    shutil.rmtree(path, ignore_errors=True)
+    for parent in list(path.parents)[:2]:
+        try:
+            parent.rmdir()  # only succeeds when empty
+        except OSError:
+            break
+
+
 def _run_hydra(command: str, module: Any, args: list[str]) -> None:
     import hydra
     from omegaconf import DictConfig, OmegaConf
@@ -116,11 +134,13 @@ def _run_hydra(command: str, module: Any, args: list[str]) -> None:
     def job(cfg: DictConfig) -> None:
         from hydra.core.hydra_config import HydraConfig
 
+        output_dir = HydraConfig.get().runtime.output_dir
         try:
             raw = OmegaConf.to_container(cfg, resolve=True)
             settings = settings_from_dict(raw)  # type: ignore[arg-type]
-            module.run(settings, HydraConfig.get().runtime.output_dir)
+            module.run(settings, output_dir)
         except UserError as exc:
+            _remove_run_dir(output_dir)
             _fail(str(exc))
         except StudyFailed as exc:
             print(f"autoprune: {exc}", file=sys.stderr)
@@ -130,6 +150,8 @@ def _run_hydra(command: str, module: Any, args: list[str]) -> None:
             raise SystemExit(130) from None
 
     main = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(job)
+    if any(a in ("--cfg", "-c") for a in args) and "--resolve" not in args:
+        args = [*args, "--resolve"]  # show values, not ${...} interpolations
     sys.argv = [f"autoprune {command}", *args]
     main()
 

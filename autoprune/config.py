@@ -148,11 +148,48 @@ def _typed(cls: type, section: str, values: dict[str, Any]) -> Any:
         raise UserError(
             f"unknown key {section}.{unknown[0]}; valid keys: {', '.join(sorted(names))}"
         )
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        missing = sorted(names - set(values))
-        raise UserError(f"{section} is missing {', '.join(missing)}") from exc
+    missing = sorted(f.name for f in dataclasses.fields(cls)
+                     if f.name not in values and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING and f.name != "raw")
+    if missing:
+        raise UserError(f"{section} is missing {', '.join(missing)}")
+    checked = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            checked[f.name] = _coerce(f"{section}.{f.name}", str(f.type), values[f.name])
+    return cls(**checked)
+
+
+def _coerce(name: str, annotation: str, value: Any) -> Any:
+    """Check `value` against a field annotation (as written in this module) and normalise it."""
+    optional = annotation.endswith(" | None")
+    base = annotation.removesuffix(" | None")
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{name} must be set (it is null)")
+    if base == "int":
+        return _number("", name, value, int)
+    if base == "float":
+        return _number("", name, value, float)
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise UserError(f"{name} must be true or false, got {value!r}")
+        return value
+    if base == "str":
+        if not isinstance(value, str):
+            raise UserError(f"{name} must be a string, got {value!r}")
+        return value
+    if base.startswith("tuple["):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{name} must be a list like [a, b], got {value!r}")
+        item = "str" if base == "tuple[str, ...]" else "float"
+        return tuple(_coerce(name, item, v) for v in value)
+    if base.startswith("dict["):
+        if not isinstance(value, dict):
+            raise UserError(f"{name} must be a mapping, got {value!r}")
+        return dict(value)
+    return value  # nested dataclasses are checked where they are built
 
 
 def _check(condition: bool, message: str) -> None:
@@ -186,16 +223,14 @@ def _model(raw: dict[str, Any]) -> ModelConfig:
 
 def _pruning(raw: dict[str, Any]) -> PruningConfig:
     cfg = _typed(PruningConfig, "pruning", raw)
-    strategies = tuple(cfg.strategies)
+    strategies = cfg.strategies
     _check(len(strategies) > 0, f"pruning.strategies is empty; choose from {', '.join(STRATEGIES)}")
     for name in strategies:
         _check(
             name in STRATEGIES,
             f"unknown pruning strategy {name!r}; choose from {', '.join(STRATEGIES)}",
         )
-    lo = _number("pruning", "ratio_min", cfg.ratio_min)
-    hi = _number("pruning", "ratio_max", cfg.ratio_max)
-    step = _number("pruning", "ratio_step", cfg.ratio_step)
+    lo, hi, step = cfg.ratio_min, cfg.ratio_max, cfg.ratio_step
     _check(0.0 <= lo < 1.0 and 0.0 <= hi < 1.0, "pruning ratios must lie in [0, 1)")
     _check(lo <= hi, f"pruning.ratio_min {lo} is above pruning.ratio_max {hi}: empty range")
     _check(0.0 < step <= max(hi - lo, step), "pruning.ratio_step must be positive")
@@ -203,10 +238,7 @@ def _pruning(raw: dict[str, Any]) -> PruningConfig:
         cfg.importance in IMPORTANCES,
         f"unknown pruning.importance {cfg.importance!r}; choose from {', '.join(IMPORTANCES)}",
     )
-    return dataclasses.replace(
-        cfg, strategies=strategies, ratio_min=lo, ratio_max=hi, ratio_step=step,
-        ignore=tuple(cfg.ignore),
-    )
+    return cfg
 
 
 def _search(raw: dict[str, Any]) -> SearchConfig:
@@ -215,16 +247,23 @@ def _search(raw: dict[str, Any]) -> SearchConfig:
         cfg.sampler in SAMPLERS,
         f"unknown search.sampler {cfg.sampler!r}; choose from {', '.join(SAMPLERS)}",
     )
-    n_trials = _number("search", "n_trials", cfg.n_trials, int)
-    concurrency = _number("search", "concurrency", cfg.concurrency, int)
-    _check(n_trials >= 1, f"search.n_trials must be at least 1, got {n_trials}")
-    _check(concurrency >= 1, f"search.concurrency must be at least 1, got {concurrency}")
-    seeds = tuple(float(_number("search", "seed_ratios", r)) for r in cfg.seed_ratios)
-    _check(all(0.0 <= r < 1.0 for r in seeds), "search.seed_ratios must lie in [0, 1)")
-    return dataclasses.replace(
-        cfg, n_trials=n_trials, concurrency=concurrency, seed_ratios=seeds,
-        options=dict(cfg.options or {}),
-    )
+    _check(cfg.n_trials >= 1, f"search.n_trials must be at least 1, got {cfg.n_trials}")
+    _check(cfg.concurrency >= 1,
+           f"search.concurrency must be at least 1, got {cfg.concurrency}")
+    _check(all(0.0 <= r < 1.0 for r in cfg.seed_ratios), "search.seed_ratios must lie in [0, 1)")
+    _check_storage_url(cfg.storage)
+    return cfg
+
+
+def _check_storage_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError as exc:
+        raise UserError(f"search.storage {url!r} is not a database URL; "
+                        "use e.g. sqlite:///optuna.db or postgresql://host/db") from exc
 
 
 def _hardware(raw: dict[str, Any]) -> HardwareProfile:
@@ -239,12 +278,13 @@ def _hardware(raw: dict[str, Any]) -> HardwareProfile:
     _check(profile.precision in PRECISIONS,
            f"unknown hardware.precision {profile.precision!r}; "
            f"choose from {', '.join(PRECISIONS)}")
-    _check(_number("hardware", "alignment", profile.alignment, int) >= 1,
-           "hardware.alignment must be at least 1")
-    _check(_number("hardware", "batch_size", profile.batch_size, int) >= 1,
-           "hardware.batch_size must be at least 1")
-    _check(measure.repeats >= 3 and measure.number >= 1,
-           "hardware.measure needs repeats >= 3 and number >= 1")
+    _check(profile.alignment >= 1, "hardware.alignment must be at least 1")
+    _check(profile.batch_size >= 1, "hardware.batch_size must be at least 1")
+    _check(profile.threads >= 1, "hardware.threads must be at least 1")
+    _check(measure.repeats >= 3 and measure.number >= 1 and measure.warmup >= 0
+           and measure.retries >= 0 and measure.max_cv > 0,
+           "hardware.measure needs repeats >= 3, number >= 1, warmup >= 0, retries >= 0 "
+           "and max_cv > 0")
     if profile.mode == "predict":
         _check(roofline is not None,
                f"hardware={profile.name} has no latency model (roofline); use mode=measure")
@@ -266,8 +306,12 @@ def _importable(target: str) -> None:
 
 def settings_from_dict(raw: dict[str, Any]) -> Settings:
     """Check a resolved config (plain dict) and return typed Settings; raises UserError."""
+    _check(isinstance(raw.get("model"), dict), "the config has no model section")
     model = _model(dict(raw["model"]))
     _importable(model.target)
+    for section in ("model", "data", "pruning", "search", "hardware", "finetune", "tracking",
+                    "ray"):
+        _check(isinstance(raw.get(section), dict), f"the config has no {section} section")
     data = _typed(DataConfig, "data", dict(raw["data"]))
     _check(data.resolution >= 8, "data.resolution must be at least 8")
     _check(0 < data.val_fraction < 1 and 0 < data.test_fraction < 1
@@ -276,8 +320,14 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
     finetune = _typed(FinetuneConfig, "finetune", dict(raw["finetune"]))
     _check(finetune.epochs >= 0 and finetune.base_epochs >= 1 and finetune.batch_size >= 1,
            "finetune.epochs must be >= 0, finetune.base_epochs and batch_size >= 1")
+    _check(finetune.lr > 0 and finetune.base_lr > 0, "finetune.lr and base_lr must be positive")
+    _check(0 <= finetune.momentum < 1 and finetune.weight_decay >= 0
+           and finetune.bn_recalibration_batches >= 0,
+           "finetune.momentum must be in [0, 1), weight_decay and bn_recalibration_batches >= 0")
     ray_cfg = _typed(RayConfig, "ray", dict(raw["ray"]))
     _check(ray_cfg.cpus_per_trial >= 1, "ray.cpus_per_trial must be at least 1")
+    _check(ray_cfg.num_cpus is None or ray_cfg.num_cpus >= 1,
+           "ray.num_cpus must be at least 1 (or null for all)")
     return Settings(
         model=model,
         data=data,
@@ -287,8 +337,8 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
         finetune=finetune,
         tracking=_typed(TrackingConfig, "tracking", dict(raw["tracking"])),
         ray=ray_cfg,
-        seed=_number("", "seed", raw["seed"], int),
-        study_name=str(raw["study_name"]),
-        cache_dir=str(raw["cache_dir"]),
+        seed=_coerce("seed", "int", raw.get("seed")),
+        study_name=_coerce("study_name", "str", raw.get("study_name")),
+        cache_dir=_coerce("cache_dir", "str", raw.get("cache_dir")),
         raw=raw,
     )

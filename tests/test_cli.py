@@ -33,6 +33,8 @@ def test_cfg_job_prints_resolved_config(tmp_path):
     assert result.returncode == 0
     assert "name: jetson" in result.stdout
     assert "n_trials: 3" in result.stdout
+    assert "study_name: resnet-digits-jetson" in result.stdout
+    assert "${" not in result.stdout
 
 
 def test_top_level_usage_lists_commands():
@@ -57,6 +59,14 @@ def test_top_level_usage_lists_commands():
         (["search", "model._target_=nosuchpkg.factory"], "cannot import nosuchpkg"),
         (["search", "seed=abc"], "seed must be a number"),
         (["nosuchcommand"], "unknown command 'nosuchcommand'; choose one of: search"),
+        (["search", "model=custom", "model._target_=torch.nn.Linear", "+model.in_features=5",
+          "+model.out_features=10"], "input shape (1, 16, 16) does not fit the model"),
+        (["search", "model=custom", "model._target_=torch.nn.Flatten"],
+         "the model returns (1, 256) for one input; expected (1, 10)"),
+        (["search", "finetune.epochs=abc"], "finetune.epochs must be a number, got 'abc'"),
+        (["search", "search=nsga2", "search.options.population_size=1"],
+         "search.options do not fit the nsga2 sampler"),
+        (["search", "~hardware"], "the hardware group cannot be removed"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
@@ -75,24 +85,22 @@ def test_missing_checkpoint_is_refused_before_anything_is_written(tmp_path):
                  f"cache_dir={tmp_path / 'cache'}", cwd=str(tmp_path))
     assert result.returncode == 2
     assert "missing.pt' does not exist" in result.stderr
-    assert not (tmp_path / "mlflow.db").exists()
-    assert not (tmp_path / "optuna.db").exists()
+    assert list(tmp_path.iterdir()) == [], "a bad input must not write anything"
 
 
-def test_unreachable_tracking_server_is_refused(tmp_path):
-    result = cli("search", "tracking.uri=http://127.0.0.1:9", f"cache_dir={tmp_path}",
-                 cwd=str(tmp_path))
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("tracking.uri=http://127.0.0.1:9", "tracking.uri http://127.0.0.1:9 cannot be reached"),
+        ("ray.address=127.0.0.1:1", "ray.address 127.0.0.1:1 cannot be reached"),
+    ],
+)
+def test_unreachable_servers_are_refused_before_any_work(tmp_path, override, expected):
+    result = cli("search", override, f"cache_dir={tmp_path / 'cache'}", cwd=str(tmp_path))
     assert result.returncode == 2
-    assert "tracking.uri http://127.0.0.1:9 cannot be reached" in result.stderr
+    assert expected in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_unreachable_ray_address_is_refused(tmp_path):
-    result = cli("search", "ray.address=127.0.0.1:1", f"cache_dir={tmp_path}",
-                 cwd=str(tmp_path))
-    assert result.returncode == 2
-    assert "ray.address 127.0.0.1:1 cannot be reached" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "a bad input must not write anything"
 
 
 def test_compose_applies_overrides():

@@ -9,13 +9,18 @@ import pytest
 from autoprune.errors import UserError
 from autoprune.paths import group_choices
 
+NAMED_BY = {"hardware": lambda s: s.hardware.name, "search": lambda s: s.search.sampler,
+            "data": lambda s: s.data.name}
+
 
 @pytest.mark.parametrize("group", ["hardware", "search", "data", "pruning", "finetune",
                                    "tracking", "ray"])
-def test_every_bundled_choice_composes(settings_for, group):
+def test_every_bundled_choice_composes_into_typed_settings(settings_for, group):
     for choice in group_choices(group):
         settings = settings_for(f"{group}={choice}")
-        assert settings.search.n_trials >= 1
+        if group in NAMED_BY:
+            assert NAMED_BY[group](settings) == choice
+        assert settings.raw[group] is not None
 
 
 def test_profiles_state_what_the_latency_model_needs(settings_for):

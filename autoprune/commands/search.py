@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import sys
 import tempfile
 import time
@@ -15,11 +16,13 @@ from autoprune import __version__
 from autoprune.config import Settings
 from autoprune.data import load_data
 from autoprune.errors import StudyFailed, UserError
+from autoprune.models import build_model
 from autoprune.models.base import prepare_base_model
 from autoprune.pruning import Policy, apply_policy, find_groups, model_stats
 from autoprune.search.objective import TrialSettings, example_input
 from autoprune.search.pareto import pareto_front
 from autoprune.search.records import TrialRecord
+from autoprune.search.samplers import make_sampler
 from autoprune.search.space import PolicySpace
 from autoprune.terminal import Progress, front_table
 from autoprune.training import TrainSpec, evaluate
@@ -44,17 +47,24 @@ def _check_input(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> N
         raise UserError(f"the model returns {shape} for one input; expected (1, {num_classes})")
 
 
-def _test_accuracy(record: TrialRecord, base: torch.nn.Module, groups: list, data, settings:
-                   Settings) -> float:
+def _test_accuracy(record: TrialRecord, state: dict, base: torch.nn.Module, groups: list,
+                   data, settings: Settings) -> float:
     """Rebuild the trial's architecture from its policy, load its weights, score on test."""
     x = example_input(data)
     policy = Policy.from_params(record.params)
     model = apply_policy(base, policy, groups, x, settings.hardware.alignment,
                          settings.pruning.importance, settings.pruning.ignore).model
-    state = torch.load(Path(record.checkpoint) / "model.pt", map_location="cpu",
-                       weights_only=True)
     model.load_state_dict(state)
     return evaluate(model, data.x_test, data.y_test)
+
+
+def _check_before_training(settings: Settings, data, x: torch.Tensor) -> None:
+    """Catch a model that cannot work before spending minutes training it."""
+    probe = build_model(settings.model)
+    _check_input(probe, x, data.num_classes)
+    if not find_groups(probe, x, settings.pruning.ignore):
+        raise UserError(f"model {settings.model.name} has no prunable groups "
+                        "(Conv2d/Linear layers besides the classifier)")
 
 
 def run(settings: Settings, output_dir: str) -> None:
@@ -65,11 +75,14 @@ def run(settings: Settings, output_dir: str) -> None:
     started = time.monotonic()
     check_reachable(settings.tracking.uri)
     runner.check_ray_address(settings.ray.address)
+    make_sampler(settings.search, settings.seed)  # bad sampler options fail here, not later
     torch.manual_seed(settings.seed)
     data = load_data(settings.data)
+    x = example_input(data)
+    if not settings.model.checkpoint:
+        _check_before_training(settings, data, x)
     base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
                               settings.seed, settings.cache_dir, _say)
-    x = example_input(data)
     _check_input(base.model, x, data.num_classes)
     groups = find_groups(base.model, x, settings.pruning.ignore)
     if not groups:
@@ -79,7 +92,7 @@ def run(settings: Settings, output_dir: str) -> None:
     base_test_accuracy = evaluate(base.model, data.x_test, data.y_test)
     base_stats = model_stats(base.model, x)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    study_name = f"{settings.study_name}-{stamp}"
+    study_name = f"{settings.study_name}-{stamp}-{secrets.token_hex(2)}"
     profile = settings.hardware
 
     runner.start_ray(settings.ray)
@@ -126,13 +139,18 @@ def run(settings: Settings, output_dir: str) -> None:
             tracker.log_trial(record, study_name)
             progress.update(record)
 
-        records = runner.run_trials(
+        study = runner.run_trials(
             study_name=study_name, search=settings.search, seed=settings.seed, space=space,
             base_model=base.model, groups=groups, data=data, settings=trial_settings,
             profile=profile, plan=plan, cpus_per_trial=settings.ray.cpus_per_trial,
             storage_path=Path(output_dir) / "ray", on_record=on_record)
-        _report(records, base.model, groups, data, settings, tracker, study_name,
+        records = study.records
+        _report(study, base.model, groups, data, settings, tracker, study_name,
                 (base_accuracy, base_latency.median_ms, base_test_accuracy), started)
+        if len(records) < settings.search.n_trials:
+            _say(f"interrupted after {len(records)} of {settings.search.n_trials} trials; "
+                 "the partial front above is logged")
+            raise KeyboardInterrupt
         failures = [r for r in records if r.state != "complete"]
         if len(failures) == len(records):
             reason = failures[0].error if failures else "no trial ran"
@@ -148,18 +166,20 @@ def run(settings: Settings, output_dir: str) -> None:
         ray.shutdown()
 
 
-def _report(records: list[TrialRecord], base: torch.nn.Module, groups: list, data,
+def _report(study, base: torch.nn.Module, groups: list, data,
             settings: Settings, tracker, study_name: str, base_point: tuple[float, float, float],
             started: float) -> None:
     from autoprune.tracking.plots import plot_front_html, plot_front_png, write_front_csv
 
+    records = study.records
     done = [r for r in records if r.state == "complete"]
     failed = len(records) - len(done)
     indices = pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in done])
     front = [done[i] for i in indices]
     test_accuracy = {}
     for record in front:
-        test_accuracy[record.number] = _test_accuracy(record, base, groups, data, settings)
+        test_accuracy[record.number] = _test_accuracy(record, study.weights(record), base,
+                                                      groups, data, settings)
         record.pareto = True
         tracker.mark_pareto(record, test_accuracy[record.number])
     tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,

@@ -15,7 +15,7 @@ from torch import nn
 
 from autoprune.config import DataConfig, FinetuneConfig, ModelConfig
 from autoprune.data.splits import DataSplits
-from autoprune.errors import UserError
+from autoprune.errors import TrialFailed, UserError
 from autoprune.models import build_model
 from autoprune.training import TrainSpec, train
 
@@ -99,6 +99,10 @@ def prepare_base_model(
     announce(f"training the base model ({spec.epochs} epochs), cached as {path}")
     torch.manual_seed(seed)
     model = build_model(model_cfg)
-    train(model, data.x_train, data.y_train, spec)
+    try:
+        train(model, data.x_train, data.y_train, spec)
+    except TrialFailed as exc:
+        raise UserError(f"training the base model failed: {exc}; "
+                        "lower finetune.base_lr or pass model.checkpoint") from exc
     _save_atomic(model.state_dict(), path)
     return BaseModel(model.eval(), "trained", str(path))

@@ -74,8 +74,9 @@ def run_trial(
     Raises TrialFailed when fine-tuning diverges or the accuracy is not a number.
     """
     x = example_input(data)
-    pruned = apply_policy(base_model, policy, groups, x, settings.alignment,
-                          settings.importance, settings.ignored)
+    with guard():
+        pruned = apply_policy(base_model, policy, groups, x, settings.alignment,
+                              settings.importance, settings.ignored)
     model = pruned.model
     recalibrate_batchnorm(model, data.x_train, settings.bn_batches,
                           settings.finetune.batch_size, settings.finetune.seed, guard)
@@ -83,10 +84,11 @@ def run_trial(
     accuracy = evaluate(model, data.x_val, data.y_val, guard)
     if not math.isfinite(accuracy):
         raise TrialFailed(f"validation accuracy is {accuracy}")
-    timing = latency.latency(model)
+    timing = latency.latency(model)  # outside the guard: a measurement needs the cores alone
     if not (math.isfinite(timing.median_ms) and timing.median_ms > 0):
         raise TrialFailed(f"latency measurement returned {timing.median_ms} ms")
-    stats = model_stats(model, x)
+    with guard():
+        stats = model_stats(model, x)
     return TrialResult(
         accuracy=accuracy,
         latency=timing,

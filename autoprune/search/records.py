@@ -17,6 +17,6 @@ class TrialRecord:
     latency_source: str = ""
     summary: str = ""
     error: str = ""
-    checkpoint: str | None = None
+    weights_key: str | None = None  # where the runner kept the fine-tuned weights
     pareto: bool = False
     run_id: str | None = None

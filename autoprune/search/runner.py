@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import socket
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from autoprune.hardware.latency import LatencyBackend
 from autoprune.hardware.predictor import PredictedLatency
 from autoprune.pruning import Policy, PrunableGroup
 from autoprune.search.objective import TrialSettings, run_trial
+from autoprune.search.pareto import pareto_front
 from autoprune.search.records import TrialRecord
 from autoprune.search.samplers import make_sampler
 from autoprune.search.space import PolicySpace
@@ -147,10 +147,7 @@ def plan_latency(profile: HardwareProfile, input_shape: Sequence[int]) -> Latenc
         bench = Bench.options(resources={resource: 1}).remote(profile, input_shape, None)
         node = ray.get(bench.node_id.remote())
         return LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'", bench)
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = ray.get_runtime_context().get_node_id()
-    pin = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+    pin = _here()
     gate = CoreGate.options(scheduling_strategy=pin).remote()
     bench = Bench.options(scheduling_strategy=pin).remote(profile, input_shape, gate)
     return LatencyPlan("measured", f"this machine ({profile.description}, "
@@ -158,24 +155,44 @@ def plan_latency(profile: HardwareProfile, input_shape: Sequence[int]) -> Latenc
                        bench, gate)
 
 
+@ray.remote(num_cpus=0)
+class WeightStore:
+    """Fine-tuned weights of the trials that can still reach the front, held by the driver.
+
+    Trials may run on other nodes, whose files the driver cannot read; the object store
+    brings their weights here instead. Dominated trials can never rejoin the front, so their
+    weights are dropped as soon as they are.
+    """
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, torch.Tensor]] = {}
+
+    def put(self, key: str, state: dict[str, torch.Tensor]) -> None:
+        self.states[key] = state
+
+    def get(self, key: str) -> dict[str, torch.Tensor]:
+        return self.states[key]
+
+    def drop(self, keys: list[str]) -> None:
+        for key in keys:
+            self.states.pop(key, None)
+
+
 def _trainable(config: dict[str, Any], *, base_model: nn.Module, groups: list[PrunableGroup],
                data: DataSplits, settings: TrialSettings, space: PolicySpace,
-               profile: HardwareProfile, plan: LatencyPlan, threads: int) -> None:
+               profile: HardwareProfile, plan: LatencyPlan, threads: int, store: Any) -> None:
     torch.set_num_threads(threads)
     policy = Policy.from_params(space.complete(config))
-    input_shape = data.input_shape
     guard = TrainingGuard(plan.gate) if plan.gate is not None else no_guard
     result = run_trial(policy, base_model, groups, data, settings,
-                       plan.backend(profile, input_shape), guard)
-    with tempfile.TemporaryDirectory() as folder:
-        torch.save(result.model.state_dict(), Path(folder) / "model.pt")
-        tune.report({**result.metrics(), "latency_source": result.latency.source},
-                    checkpoint=tune.Checkpoint.from_directory(folder))
+                       plan.backend(profile, data.input_shape), guard)
+    ray.get(store.put.remote(tune.get_context().get_trial_id(), result.model.state_dict()))
+    tune.report({**result.metrics(), "latency_source": result.latency.source})
 
 
 def _error_line(trial: Any) -> str:
     """The failed trial's reason in one line: the original exception, not Ray's wrapping."""
-    import cloudpickle
+    from ray import cloudpickle
 
     text = ""
     try:
@@ -195,15 +212,24 @@ def _error_line(trial: Any) -> str:
 class _StudyCallback(tune.Callback):
     """Turns finished Tune trials into TrialRecords for the reporters (driver side)."""
 
-    def __init__(self, searcher: StudySearch, space: PolicySpace,
-                 on_record: Callable[[TrialRecord], None]) -> None:
+    def __init__(self, searcher: StudySearch, space: PolicySpace, latency_source: str,
+                 store: Any, on_record: Callable[[TrialRecord], None]) -> None:
         self.searcher = searcher
         self.space = space
+        self.latency_source = latency_source
+        self.store = store
         self.on_record = on_record
         self.records: list[TrialRecord] = []
 
     def _emit(self, record: TrialRecord) -> None:
         self.records.append(record)
+        if record.state == "complete":
+            done = [r for r in self.records if r.state == "complete"]
+            front = set(pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"])
+                                      for r in done]))
+            # Only completed, dominated trials: weights of trials still running stay.
+            self.store.drop.remote([r.weights_key for i, r in enumerate(done)
+                                    if i not in front])
         self.on_record(record)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -213,21 +239,21 @@ class _StudyCallback(tune.Callback):
         values = [result.get(m) for m in METRICS]
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             self._emit(TrialRecord(number, params, "failed", error="no finite result reported",
+                                   latency_source=self.latency_source,
                                    summary=Policy.from_params(params).summary()))
             return
         metrics = {k: float(result[k]) for k in ("accuracy", "latency_ms", "latency_p90_ms",
                                                  "latency_cv", "speedup", "params", "macs",
                                                  "size_mb", "sparsity")}
-        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
         self._emit(TrialRecord(number, params, "complete", metrics,
                                latency_source=str(result.get("latency_source", "")),
                                summary=Policy.from_params(params).summary(),
-                               checkpoint=checkpoint))
+                               weights_key=trial.trial_id))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = self.space.complete(dict(trial.config))
         self._emit(TrialRecord(self.searcher.optuna_number(trial.trial_id), params, "failed",
-                               error=_error_line(trial),
+                               error=_error_line(trial), latency_source=self.latency_source,
                                summary=Policy.from_params(params).summary()))
 
 
@@ -246,18 +272,19 @@ def run_trials(
     cpus_per_trial: int,
     storage_path: Path,
     on_record: Callable[[TrialRecord], None],
-) -> list[TrialRecord]:
-    """Run the study's trials under Ray Tune; returns one record per trial, in finish order."""
+) -> StudyRun:
+    """Run the study's trials under Ray Tune; returns the records in finish order."""
     storage = optuna.storages.RDBStorage(search.storage)
+    store = WeightStore.options(scheduling_strategy=_here()).remote()
     searcher = StudySearch(
         space=space, metric=METRICS, mode=MODES, sampler=make_sampler(search, seed),
         study_name=study_name, storage=storage,
         points_to_evaluate=[space.uniform_point(r) for r in search.seed_ratios] or None,
     )
-    callback = _StudyCallback(searcher, space, on_record)
+    callback = _StudyCallback(searcher, space, plan.source, store, on_record)
     trainable = tune.with_parameters(
         _trainable, base_model=base_model, groups=list(groups), data=data, settings=settings,
-        space=space, profile=profile, plan=plan, threads=cpus_per_trial,
+        space=space, profile=profile, plan=plan, threads=cpus_per_trial, store=store,
     )
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cpus_per_trial}),
@@ -272,4 +299,27 @@ def run_trials(
     # Ray Tune prints its own experiment banner and tables; the study prints its progress.
     with contextlib.redirect_stdout(io.StringIO()):
         tuner.fit()
-    return callback.records
+    # Trials still in flight when Tune stopped (Ctrl-C, SIGTERM) must not stay RUNNING.
+    for trial in optuna.load_study(study_name=study_name, storage=storage).get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    return StudyRun(callback.records, store)
+
+
+@dataclass
+class StudyRun:
+    """The records of a study's trials and access to the front's fine-tuned weights."""
+
+    records: list[TrialRecord]
+    store: Any
+
+    def weights(self, record: TrialRecord) -> dict[str, torch.Tensor]:
+        """Return the state_dict of a completed trial on the front (valid until Ray stops)."""
+        return ray.get(self.store.get.remote(record.weights_key))
+
+
+def _here() -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(),
+                                          soft=False)

@@ -26,5 +26,5 @@ def make_sampler(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return factories[cfg.sampler](seed=seed, **options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UserError(f"search.options do not fit the {cfg.sampler} sampler: {exc}") from exc

@@ -47,6 +47,9 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
         if not folder.is_dir():
             raise UserError(f"tracking.uri {uri}: folder {folder} does not exist")
+    elif parsed.scheme in ("file", "") and not os.environ.get("MLFLOW_ALLOW_FILE_STORE"):
+        raise UserError(f"tracking.uri {uri}: MLflow 3 refuses the plain file store; use "
+                        "sqlite:///mlflow.db, a server URL, or set MLFLOW_ALLOW_FILE_STORE=true")
     elif parsed.scheme not in ("file", "databricks", "postgresql", "mysql", "mssql", ""):
         raise UserError(f"tracking.uri {uri}: unknown scheme {parsed.scheme!r}; "
                         "use sqlite:///file.db, http(s)://host:port or a database URI")

@@ -1,0 +1,63 @@
+"""The MLflow layout of a study, written to a real SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from autoprune.errors import UserError
+from autoprune.search.records import TrialRecord
+from autoprune.tracking.mlflow import StudyTracker, check_reachable, flatten
+
+
+def test_flatten_joins_nested_keys_and_stringifies():
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {
+        "a.b": "1", "a.c": "[1, 2]", "d": "None", "e": "{}"}
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("http://127.0.0.1:9", "cannot be reached"),
+        ("sqlite:////no/such/folder/mlflow.db", "does not exist"),
+        ("file:///tmp/mlruns", "refuses the plain file store"),
+        ("gopher://host", "unknown scheme"),
+    ],
+)
+def test_unusable_tracking_uris_are_user_errors(uri, message, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(UserError, match=message):
+        check_reachable(uri, timeout_s=1.0)
+
+
+def test_study_and_trial_runs_follow_the_schema(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = StudyTracker(uri, "unit")
+    run_id = tracker.start_study("s-1", "cpu", {"search": {"n_trials": 2}}, {"extra": "x"})
+    tracker.log_metrics({"base_accuracy": 0.9, "base_latency_ms": 2.0})
+    good = TrialRecord(0, {"g.ratio": 0.5, "g.strategy": "channel"}, "complete",
+                       {"accuracy": 0.8, "latency_ms": 1.0}, latency_source="measured")
+    bad = TrialRecord(1, {"g.ratio": 0.2, "g.strategy": "channel"}, "failed",
+                      latency_source="measured", error="TrialFailed: diverged")
+    tracker.log_trial(good, "s-1")
+    tracker.log_trial(bad, "s-1")
+    tracker.mark_pareto(good, 0.85)
+    tracker.finish()
+
+    client = MlflowClient(uri)
+    study = client.get_run(run_id)
+    assert study.data.tags["role"] == "study" and study.data.tags["hardware"] == "cpu"
+    assert study.data.params["search.n_trials"] == "2"
+    assert study.data.metrics["base_latency_ms"] == 2.0
+    assert study.info.status == "FINISHED"
+    trials = {r.data.tags["trial_number"]: r for r in client.search_runs(
+        [study.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")}
+    assert trials["0"].data.tags["pareto"] == "true"
+    assert trials["0"].data.metrics["test_accuracy"] == 0.85
+    assert trials["0"].data.params["g.strategy"] == "channel"
+    assert trials["0"].info.status == "FINISHED"
+    assert trials["1"].data.tags["pareto"] == "false"
+    assert trials["1"].data.tags["state"] == "failed"
+    assert trials["1"].data.tags["latency_source"] == "measured"
+    assert trials["1"].data.tags["error"] == "TrialFailed: diverged"
+    assert trials["1"].info.status == "FAILED"
