@@ -33,8 +33,12 @@ class LatencyBackend(Protocol):
 
     source: str
 
-    def latency(self, model: nn.Module) -> Latency:
-        """Return the latency of `model` (in eval mode) at the profile's batch size."""
+    def latency(self, model: nn.Module, refresh: bool = False) -> Latency:
+        """Return the latency of `model` (in eval mode) at the profile's batch size.
+
+        Identical architectures may be answered from a cache; `refresh` measures again and
+        keeps the faster of the new and the cached measurement.
+        """
         ...
 
 

@@ -140,5 +140,5 @@ class PredictedLatency:
         self.profile = profile
         self.input_shape = tuple(input_shape)
 
-    def latency(self, model: nn.Module) -> Latency:
+    def latency(self, model: nn.Module, refresh: bool = False) -> Latency:
         return predict_latency(model, self.input_shape, self.profile)

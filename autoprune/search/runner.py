@@ -85,6 +85,9 @@ def _quiet_ray() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    # Idle workers started with the driver import Ray and torch for seconds: exactly when the
+    # base model's latency is measured. Tune starts the workers it needs itself.
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     for name in ("ray", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # Tune logs every failed trial's full traceback; the study reports each failure itself,

@@ -61,3 +61,16 @@ def test_bench_measures_once_per_architecture(local_ray, settings_for):
     assert first.source == "measured" and first.median_ms > 0
     assert again == first
     assert ray.get(bench.stats.remote()) == {"measured": 1, "cached": 1}
+
+
+def test_refresh_measures_again_and_keeps_the_faster(local_ray, settings_for):
+    profile = settings_for("hardware=cpu").hardware
+    profile = dataclasses.replace(profile, measure=dataclasses.replace(
+        profile.measure, warmup=1, repeats=3, number=2))
+    bench = Bench.remote(profile, (1, 8, 8), None)
+    backend = BenchLatency(bench)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3))
+    first = backend.latency(model)
+    second = backend.latency(model, refresh=True)
+    assert ray.get(bench.stats.remote())["measured"] == 2
+    assert second.median_ms <= first.median_ms
