@@ -125,6 +125,9 @@ def start_ray(cfg: RayConfig) -> None:
     if cfg.address:
         options["address"] = cfg.address
     else:
+        # "local" always starts a private instance; ray.init() alone would join any cluster
+        # that `ray start` left running on this machine.
+        options["address"] = "local"
         options["num_cpus"] = cfg.num_cpus
         options["object_store_memory"] = 256 * 1024 * 1024
     try:
