@@ -21,8 +21,8 @@ def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
 def test_help_lists_groups_and_choices(tmp_path):
     result = cli("search", "--help", cwd=str(tmp_path))
     assert result.returncode == 0
-    for line in ("hardware: cpu, jetson", "search: nsga2, random, tpe", "model: custom, resnet",
-                 "data: digits"):
+    for line in ("hardware: cpu, jetson", "search: nsga2, random, tpe",
+                 "model: custom, mlp, mobilenet, resnet, vgg", "data: digits"):
         assert line in result.stdout
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -48,7 +48,8 @@ def test_top_level_usage_lists_commands():
     [
         (["search", "hardware=nosuchdevice"],
          "unknown hardware 'nosuchdevice'; choose one of: cpu, jetson"),
-        (["search", "model=nosuch"], "unknown model 'nosuch'; choose one of: custom, resnet"),
+        (["search", "model=nosuch"],
+         "unknown model 'nosuch'; choose one of: custom, mlp, mobilenet, resnet, vgg"),
         (["search", "search.n_trail=3"], "unknown key 'search.n_trail'; valid keys under search:"),
         (["search", "foo=1"], "unknown key 'foo'; valid keys at the top level:"),
         (["search", "search.n_trials=0"], "search.n_trials must be at least 1"),
