@@ -33,6 +33,9 @@ class DataConfig:
     val_fraction: float
     test_fraction: float
     split_seed: int
+    path: str | None = None  # data=arrays: the .npz file
+    samples: int = 2000  # data=synthetic: how many examples to generate
+    noise: float = 1.5  # data=synthetic: noise level around each class template
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ def test_help_lists_groups_and_choices(tmp_path):
     result = cli("search", "--help", cwd=str(tmp_path))
     assert result.returncode == 0
     for line in ("hardware: cpu, jetson", "search: nsga2, random, tpe",
-                 "model: custom, mlp, mobilenet, resnet, vgg", "data: digits"):
+                 "model: custom, mlp, mobilenet, resnet, vgg",
+                 "data: arrays, digits, synthetic"):
         assert line in result.stdout
     assert not (tmp_path / "mlflow.db").exists()
 

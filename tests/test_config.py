@@ -16,8 +16,10 @@ NAMED_BY = {"hardware": lambda s: s.hardware.name, "search": lambda s: s.search.
 @pytest.mark.parametrize("group", ["hardware", "search", "data", "pruning", "finetune",
                                    "tracking", "ray"])
 def test_every_bundled_choice_composes_into_typed_settings(settings_for, group):
+    required = {"data=arrays": ["data.path=data.npz"]}  # a choice that needs the user's file
     for choice in group_choices(group):
-        settings = settings_for(f"{group}={choice}")
+        override = f"{group}={choice}"
+        settings = settings_for(override, *required.get(override, []))
         if group in NAMED_BY:
             assert NAMED_BY[group](settings) == choice
         assert settings.raw[group] is not None

@@ -29,11 +29,21 @@ class BaseModel:
     path: str
 
 
-def cache_key(model: ModelConfig, data: DataConfig, spec: TrainSpec) -> str:
-    """Return a short hash naming the base model that this config would train."""
+def cache_key(model: ModelConfig, data: DataConfig, spec: TrainSpec,
+              splits: DataSplits | None = None) -> str:
+    """Return a short hash naming the base model that this config would train.
+
+    With `splits`, the training tensors themselves are hashed too, so a user's data file
+    that changes under the same path never reuses a model trained on the old contents.
+    """
+    content = ""
+    if splits is not None:
+        digest = hashlib.sha256(splits.x_train.numpy().tobytes())
+        digest.update(splits.y_train.numpy().tobytes())
+        content = digest.hexdigest()
     payload = json.dumps(
         {"model": {"target": model.target, "kwargs": model.kwargs}, "data": asdict(data),
-         "train": asdict(spec), "torch": torch.__version__.split("+")[0]},
+         "content": content, "train": asdict(spec), "torch": torch.__version__.split("+")[0]},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -91,7 +101,7 @@ def prepare_base_model(
     spec = TrainSpec(epochs=finetune.base_epochs, lr=finetune.base_lr,
                      batch_size=finetune.batch_size, momentum=finetune.momentum,
                      weight_decay=finetune.weight_decay, seed=seed)
-    key = cache_key(model_cfg, data_cfg, spec)
+    key = cache_key(model_cfg, data_cfg, spec, data)
     path = Path(cache_dir).expanduser() / "base" / f"{model_cfg.name}-{key}.pt"
     if path.is_file():
         load_checkpoint(model, str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -177,3 +178,19 @@ def test_build_model_wraps_factory_errors() -> None:
     config = dataclasses.replace(MODEL, kwargs={**MODEL.kwargs, "width": -1})
     with pytest.raises(UserError, match="could not be built"):
         build_model(config)
+
+
+def test_cache_key_follows_the_data_contents_not_just_the_config():
+    from autoprune.config import DataConfig, ModelConfig
+    from autoprune.data.splits import split_arrays
+    from autoprune.models.base import cache_key
+    from autoprune.training import TrainSpec
+
+    model = ModelConfig("m", "autoprune.models.resnet.ResNet", None, {"width": 8})
+    data = DataConfig("arrays", 16, 1, 10, 0.2, 0.2, 0, path="same.npz")
+    spec = TrainSpec(epochs=1, lr=0.1)
+    labels = np.arange(100) % 10
+    one = split_arrays(np.zeros((100, 1, 16, 16)), labels, 0.2, 0.2, 0)
+    other = split_arrays(np.ones((100, 1, 16, 16)), labels, 0.2, 0.2, 0)
+    assert cache_key(model, data, spec, one) == cache_key(model, data, spec, one)
+    assert cache_key(model, data, spec, one) != cache_key(model, data, spec, other)
