@@ -19,7 +19,7 @@ from autoprune.errors import StudyFailed, UserError
 from autoprune.hardware.latency import Latency
 from autoprune.models import build_model
 from autoprune.models.base import prepare_base_model
-from autoprune.pruning import Policy, apply_policy, find_groups, model_stats
+from autoprune.pruning import Policy, apply_policy, check_groups, find_groups, model_stats
 from autoprune.search.objective import TrialSettings, example_input
 from autoprune.search.pareto import pareto_front
 from autoprune.search.records import TrialRecord
@@ -103,6 +103,13 @@ def run(settings: Settings, output_dir: str) -> None:
     if not groups:
         raise UserError(f"model {settings.model.name} has no prunable groups "
                         "(Conv2d/Linear layers besides the classifier)")
+    groups, rejected = check_groups(base.model, groups, x, settings.hardware.alignment,
+                                    settings.pruning.ignore)
+    for gid, reason in rejected.items():
+        _say(f"group {gid} is left unpruned: pruning it breaks the model ({reason})")
+    if not groups:
+        raise UserError(f"no group of model {settings.model.name} can be pruned without "
+                        f"breaking it; first: {next(iter(rejected.values()))}")
     base_accuracy = evaluate(base.model, data.x_val, data.y_val)
     base_test_accuracy = evaluate(base.model, data.x_test, data.y_test)
     base_stats = model_stats(base.model, x)
@@ -137,7 +144,8 @@ def run(settings: Settings, output_dir: str) -> None:
             "base_latency_ms": base_latency.median_ms,
             "base_latency_p90_ms": base_latency.p90_ms, "base_latency_cv": base_latency.cv,
             "base_params": base_stats["params"], "base_macs": base_stats["macs"],
-            "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups)})
+            "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups),
+            "rejected_groups": len(rejected)})
 
         space = PolicySpace([g.id for g in groups], settings.pruning.strategies,
                             settings.pruning.ratio_min, settings.pruning.ratio_max,

@@ -12,7 +12,7 @@ from torch import nn
 
 from autoprune.errors import UserError
 from autoprune.pruning.groups import PrunableGroup, build_graph
-from autoprune.pruning.policy import Policy
+from autoprune.pruning.policy import Decision, Policy
 from autoprune.pruning.strategies import PruneContext, get_strategy
 
 
@@ -50,6 +50,41 @@ def apply_policy(
     for strategy, group, ratio in sorted(steps, key=lambda s: not s[0].structural):
         strategy.apply(context, group, ratio)
     return PrunedModel(pruned, context.masks)
+
+
+def check_groups(
+    model: nn.Module,
+    groups: Sequence[PrunableGroup],
+    example_input: torch.Tensor,
+    alignment: int = 1,
+    ignored: Sequence[str] = (),
+) -> tuple[list[PrunableGroup], dict[str, str]]:
+    """Split `groups` into those that prune into a working model and those that do not.
+
+    Each group is channel-pruned alone, by half, on a copy; the copy must still run and give
+    outputs of the original shape. Code that hard-codes a channel count (a `view` to a fixed
+    width, say) breaks here, and its group is rejected with the reason, instead of producing
+    a broken model in some trial later.
+    """
+    with torch.no_grad():
+        expected = model.eval()(example_input).shape
+    usable, rejected = [], {}
+    for group in groups:
+        policy = Policy({group.id: Decision("channel", 0.5)})
+        try:
+            pruned = apply_policy(model, policy, groups, example_input, alignment,
+                                  ignored=ignored).model
+            with torch.no_grad():
+                shape = pruned(example_input).shape
+            if shape != expected:
+                raise ValueError(f"output shape changed from {tuple(expected)} to "
+                                 f"{tuple(shape)}")
+        except Exception as exc:  # any failure means this group is unsafe to prune
+            first = " ".join(str(exc).split())[:160] or type(exc).__name__
+            rejected[group.id] = f"{type(exc).__name__}: {first}"
+            continue
+        usable.append(group)
+    return usable, rejected
 
 
 def model_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, float]:
