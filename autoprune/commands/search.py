@@ -59,13 +59,15 @@ def _test_accuracy(record: TrialRecord, state: dict, base: torch.nn.Module, grou
     return evaluate(model, data.x_test, data.y_test)
 
 
-def _check_before_training(settings: Settings, data, x: torch.Tensor) -> None:
-    """Catch a model that cannot work before spending minutes training it."""
-    probe = build_model(settings.model)
-    _check_input(probe, x, data.num_classes)
-    if not find_groups(probe, x, settings.pruning.ignore):
+def _prunable_groups(model: torch.nn.Module, settings: Settings, data,
+                     x: torch.Tensor) -> list:
+    """Return the model's prunable groups after checking it takes the data; raises UserError."""
+    _check_input(model, x, data.num_classes)
+    groups = find_groups(model, x, settings.pruning.ignore)
+    if not groups:
         raise UserError(f"model {settings.model.name} has no prunable groups "
                         "(Conv2d/Linear layers besides the classifier)")
+    return groups
 
 
 def _base_latency(backend, model: torch.nn.Module) -> Latency:
@@ -95,14 +97,12 @@ def run(settings: Settings, output_dir: str) -> None:
     data = load_data(settings.data)
     x = example_input(data)
     if not settings.model.checkpoint:
-        _check_before_training(settings, data, x)
+        # An untrained copy has the same architecture: catch a model that cannot work
+        # before spending minutes training it.
+        _prunable_groups(build_model(settings.model), settings, data, x)
     base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
                               settings.seed, settings.cache_dir, _say)
-    _check_input(base.model, x, data.num_classes)
-    groups = find_groups(base.model, x, settings.pruning.ignore)
-    if not groups:
-        raise UserError(f"model {settings.model.name} has no prunable groups "
-                        "(Conv2d/Linear layers besides the classifier)")
+    groups = _prunable_groups(base.model, settings, data, x)
     groups, rejected = check_groups(base.model, groups, x, settings.hardware.alignment,
                                     settings.pruning.ignore)
     for gid, reason in rejected.items():

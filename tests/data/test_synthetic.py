@@ -6,9 +6,8 @@ import numpy as np
 import torch
 
 from autoprune.data import load_data
-from autoprune.models.resnet import ResNet
-from autoprune.training import TrainSpec, evaluate, train
-from tests.conftest import make_settings
+from autoprune.training import evaluate
+from tests.conftest import make_settings, trained_resnet
 
 
 def test_same_seed_same_data_and_shapes_follow_the_config():
@@ -26,7 +25,5 @@ def test_same_seed_same_data_and_shapes_follow_the_config():
 def test_a_small_cnn_learns_it():
     settings = make_settings("data=synthetic")
     data = load_data(settings.data)
-    torch.manual_seed(0)
-    model = ResNet(width=8, blocks_per_stage=1)
-    train(model, data.x_train, data.y_train, TrainSpec(epochs=6, lr=0.05))
+    model = trained_resnet(data, width=8, epochs=6, lr=0.05)
     assert evaluate(model, data.x_val, data.y_val) > 0.5  # chance is 0.1

@@ -10,21 +10,18 @@ import torch
 from autoprune.data import load_data
 from autoprune.errors import TrialFailed
 from autoprune.hardware import MeasuredLatency, PredictedLatency
-from autoprune.models.resnet import ResNet
 from autoprune.pruning import Policy, find_groups, model_stats
 from autoprune.search.objective import TrialSettings, example_input, run_trial
-from autoprune.training import TrainSpec, train
+from autoprune.training import TrainSpec
 
 
 @pytest.fixture(scope="module")
 def setup():
-    from tests.conftest import make_settings
+    from tests.conftest import make_settings, trained_resnet
 
     settings = make_settings("hardware=jetson")
     data = load_data(settings.data)
-    torch.manual_seed(0)
-    model = ResNet(width=16, blocks_per_stage=1)
-    train(model, data.x_train, data.y_train, TrainSpec(epochs=2, lr=0.1))
+    model = trained_resnet(data, width=16, epochs=2, lr=0.1)
     x = example_input(data)
     groups = find_groups(model, x)
     return settings, data, model, groups
