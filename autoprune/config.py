@@ -36,6 +36,8 @@ class DataConfig:
     path: str | None = None  # data=arrays: the .npz file
     samples: int = 2000  # data=synthetic: how many examples to generate
     noise: float = 1.5  # data=synthetic: noise level around each class template
+    target: str | None = None  # data=dataset: factory of a map-style torch Dataset
+    args: dict[str, Any] = field(default_factory=dict)  # data=dataset: its keyword arguments
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class PruningConfig:
     ratio_step: float
     importance: str
     ignore: tuple[str, ...]
+    schedules: tuple[str, ...] = ("oneshot",)
+    schedule_steps: int = 3
+    step_epochs: int = 1
+    quantize: tuple[str, ...] = ("none",)
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,8 @@ class FinetuneConfig:
     bn_recalibration_batches: int
     base_epochs: int
     base_lr: float
+    distill_alpha: float = 0.0
+    distill_temperature: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,6 @@ class Settings:
 MODES = ("measure", "predict", "auto")
 PRECISIONS = ("fp32", "fp16", "int8")
 SAMPLERS = ("tpe", "nsga2", "random")
-STRATEGIES = ("channel", "unstructured")
-IMPORTANCES = ("l1", "l2")
 
 
 def _typed(cls: type, section: str, values: dict[str, Any]) -> Any:
@@ -224,22 +230,33 @@ def _model(raw: dict[str, Any]) -> ModelConfig:
     )
 
 
+def _choices(name: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    _check(len(values) > 0, f"{name} is empty; choose from {', '.join(allowed)}")
+    for value in values:
+        _check(value in allowed,
+               f"unknown {name} value {value!r}; choose from {', '.join(allowed)}")
+    _check(len(set(values)) == len(values), f"{name} lists a value twice: {list(values)}")
+
+
 def _pruning(raw: dict[str, Any]) -> PruningConfig:
+    from autoprune.pruning.criteria import CRITERIA
+    from autoprune.pruning.quantize import QUANTIZATIONS
+    from autoprune.pruning.schedule import SCHEDULES
+    from autoprune.pruning.strategies import STRATEGIES
+
     cfg = _typed(PruningConfig, "pruning", raw)
-    strategies = cfg.strategies
-    _check(len(strategies) > 0, f"pruning.strategies is empty; choose from {', '.join(STRATEGIES)}")
-    for name in strategies:
-        _check(
-            name in STRATEGIES,
-            f"unknown pruning strategy {name!r}; choose from {', '.join(STRATEGIES)}",
-        )
+    _choices("pruning.strategies", cfg.strategies, tuple(STRATEGIES))
+    _choices("pruning.schedules", cfg.schedules, SCHEDULES)
+    _choices("pruning.quantize", cfg.quantize, QUANTIZATIONS)
+    _check(cfg.schedule_steps >= 2, "pruning.schedule_steps must be at least 2")
+    _check(cfg.step_epochs >= 0, "pruning.step_epochs must be at least 0")
     lo, hi, step = cfg.ratio_min, cfg.ratio_max, cfg.ratio_step
     _check(0.0 <= lo < 1.0 and 0.0 <= hi < 1.0, "pruning ratios must lie in [0, 1)")
     _check(lo <= hi, f"pruning.ratio_min {lo} is above pruning.ratio_max {hi}: empty range")
     _check(0.0 < step <= max(hi - lo, step), "pruning.ratio_step must be positive")
     _check(
-        cfg.importance in IMPORTANCES,
-        f"unknown pruning.importance {cfg.importance!r}; choose from {', '.join(IMPORTANCES)}",
+        cfg.importance in CRITERIA,
+        f"unknown pruning.importance {cfg.importance!r}; choose from {', '.join(CRITERIA)}",
     )
     return cfg
 
@@ -315,7 +332,10 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
     for section in ("model", "data", "pruning", "search", "hardware", "finetune", "tracking",
                     "ray"):
         _check(isinstance(raw.get(section), dict), f"the config has no {section} section")
-    data = _typed(DataConfig, "data", dict(raw["data"]))
+    data_raw = dict(raw["data"])
+    if "_target_" in data_raw:
+        data_raw["target"] = data_raw.pop("_target_")
+    data = _typed(DataConfig, "data", data_raw)
     _check(data.resolution >= 8, "data.resolution must be at least 8")
     _check(0 < data.val_fraction < 1 and 0 < data.test_fraction < 1
            and data.val_fraction + data.test_fraction < 1,
@@ -327,16 +347,24 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
     _check(0 <= finetune.momentum < 1 and finetune.weight_decay >= 0
            and finetune.bn_recalibration_batches >= 0,
            "finetune.momentum must be in [0, 1), weight_decay and bn_recalibration_batches >= 0")
+    _check(0 <= finetune.distill_alpha <= 1 and finetune.distill_temperature > 0,
+           "finetune.distill_alpha must be in [0, 1] and distill_temperature positive")
     ray_cfg = _typed(RayConfig, "ray", dict(raw["ray"]))
     _check(ray_cfg.cpus_per_trial >= 1, "ray.cpus_per_trial must be at least 1")
     _check(ray_cfg.num_cpus is None or ray_cfg.num_cpus >= 1,
            "ray.num_cpus must be at least 1 (or null for all)")
+    pruning = _pruning(dict(raw["pruning"]))
+    hardware = _hardware(dict(raw["hardware"]))
+    if "int8" in pruning.quantize and hardware.roofline is not None:
+        _check("int8" in hardware.roofline.peak_tflops,
+               f"pruning.quantize has int8 but hardware={hardware.name} has no int8 peak "
+               "in roofline.peak_tflops")
     return Settings(
         model=model,
         data=data,
-        pruning=_pruning(dict(raw["pruning"])),
+        pruning=pruning,
         search=_search(dict(raw["search"])),
-        hardware=_hardware(dict(raw["hardware"])),
+        hardware=hardware,
         finetune=finetune,
         tracking=_typed(TrackingConfig, "tracking", dict(raw["tracking"])),
         ray=ray_cfg,

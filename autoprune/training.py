@@ -29,7 +29,11 @@ def no_guard() -> AbstractContextManager:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """How to train: epochs, SGD with momentum, cosine learning rate."""
+    """How to train: epochs, SGD with momentum, one-cycle learning rate.
+
+    With a teacher, `distill_alpha` > 0 mixes in knowledge distillation (Hinton et al., 2015):
+    loss = (1 - alpha) * CE + alpha * T^2 * KL(teacher / T || student / T).
+    """
 
     epochs: int
     lr: float
@@ -37,6 +41,16 @@ class TrainSpec:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
+    distill_alpha: float = 0.0
+    distill_temperature: float = 4.0
+
+
+def _distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float
+                  ) -> torch.Tensor:
+    return nn.functional.kl_div(
+        nn.functional.log_softmax(student / temperature, dim=1),
+        nn.functional.log_softmax(teacher / temperature, dim=1),
+        reduction="batchmean", log_target=True) * temperature ** 2
 
 
 def apply_masks(model: nn.Module, masks: Masks | None) -> None:
@@ -56,9 +70,11 @@ def train(
     spec: TrainSpec,
     masks: Masks | None = None,
     guard: Guard = no_guard,
+    teacher: nn.Module | None = None,
 ) -> float:
     """Train `model` in place; returns the mean loss of the last epoch.
 
+    `teacher` (the unpruned model) is used when `spec.distill_alpha` > 0.
     Raises TrialFailed when the loss becomes NaN or infinite.
     """
     if spec.epochs <= 0:
@@ -74,6 +90,9 @@ def train(
         optimizer, max_lr=spec.lr, total_steps=steps, pct_start=0.15
     )
     loss_fn = nn.CrossEntropyLoss()
+    alpha = spec.distill_alpha if teacher is not None else 0.0
+    if teacher is not None:
+        teacher.eval()
     model.train()
     epoch_loss = float("nan")
     for epoch in range(spec.epochs):
@@ -81,7 +100,13 @@ def train(
         for xb, yb in loader:
             with guard():
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb), yb)
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
+                if alpha > 0:
+                    with torch.no_grad():
+                        target = teacher(xb)
+                    loss = (1 - alpha) * loss + alpha * _distillation(
+                        logits, target, spec.distill_temperature)
                 if not torch.isfinite(loss):
                     raise TrialFailed(f"training diverged: loss is {loss.item()} in epoch {epoch}")
                 loss.backward()

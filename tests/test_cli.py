@@ -22,9 +22,15 @@ def test_help_lists_groups_and_choices(tmp_path):
     result = cli("search", "--help", cwd=str(tmp_path))
     assert result.returncode == 0
     for line in ("hardware: cpu, jetson", "search: nsga2, random, tpe",
-                 "model: custom, mlp, mobilenet, resnet, vgg",
-                 "data: arrays, digits, synthetic"):
+                 "model: custom, mlp, mobilenet, resnet, resnet20, resnet8, vgg, vit",
+                 "data: arrays, dataset, digits, synthetic", "pruning: all, default"):
         assert line in result.stdout
+    from autoprune.pruning import STRATEGIES
+    from autoprune.pruning.criteria import CRITERIA
+
+    for name, strategy in STRATEGIES.items():
+        assert f"{name:<20} {strategy.description}" in result.stdout
+    assert ", ".join(CRITERIA) in result.stdout
     assert not (tmp_path / "mlflow.db").exists()
 
 
@@ -50,13 +56,15 @@ def test_top_level_usage_lists_commands():
         (["search", "hardware=nosuchdevice"],
          "unknown hardware 'nosuchdevice'; choose one of: cpu, jetson"),
         (["search", "model=nosuch"],
-         "unknown model 'nosuch'; choose one of: custom, mlp, mobilenet, resnet, vgg"),
+         "unknown model 'nosuch'; choose one of: custom, mlp, mobilenet, resnet, resnet20, "
+         "resnet8, vgg, vit"),
         (["search", "search.n_trail=3"], "unknown key 'search.n_trail'; valid keys under search:"),
         (["search", "foo=1"], "unknown key 'foo'; valid keys at the top level:"),
         (["search", "search.n_trials=0"], "search.n_trials must be at least 1"),
         (["search", "pruning.ratio_max=1.0"], "pruning ratios must lie in [0, 1)"),
         (["search", "pruning.ratio_min=0.6", "pruning.ratio_max=0.5"], "empty range"),
-        (["search", "pruning.strategies=[magic]"], "unknown pruning strategy 'magic'"),
+        (["search", "pruning.strategies=[magic]"],
+         "unknown pruning.strategies value 'magic'; choose from channel, neuron"),
         (["search", "model=custom"], "model._target_ is required"),
         (["search", "model._target_=nosuchpkg.factory"], "cannot import nosuchpkg"),
         (["search", "seed=abc"], "seed must be a number"),

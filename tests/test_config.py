@@ -16,7 +16,9 @@ NAMED_BY = {"hardware": lambda s: s.hardware.name, "search": lambda s: s.search.
 @pytest.mark.parametrize("group", ["hardware", "search", "data", "pruning", "finetune",
                                    "tracking", "ray"])
 def test_every_bundled_choice_composes_into_typed_settings(settings_for, group):
-    required = {"data=arrays": ["data.path=data.npz"]}  # a choice that needs the user's file
+    # Choices that need the user's file or factory:
+    required = {"data=arrays": ["data.path=data.npz"],
+                "data=dataset": ["data._target_=tests.fixtures.datasets.Stripes"]}
     for choice in group_choices(group):
         override = f"{group}={choice}"
         settings = settings_for(override, *required.get(override, []))
@@ -42,7 +44,14 @@ def test_profiles_state_what_the_latency_model_needs(settings_for):
         (["search.concurrency=0"], "search.concurrency must be at least 1"),
         (["search.sampler=cmaes"], "unknown search.sampler 'cmaes'"),
         (["search.seed_ratios=[1.5]"], "search.seed_ratios must lie in [0, 1)"),
-        (["pruning.importance=taylor"], "unknown pruning.importance 'taylor'"),
+        (["pruning.importance=entropy"], "unknown pruning.importance 'entropy'"),
+        (["pruning.strategies=[channel,dropout]"],
+         "unknown pruning.strategies value 'dropout'"),
+        (["pruning.strategies=[]"], "pruning.strategies is empty"),
+        (["pruning.schedules=[oneshot,cosine]"], "unknown pruning.schedules value 'cosine'"),
+        (["pruning.quantize=[int4]"], "unknown pruning.quantize value 'int4'"),
+        (["pruning.schedule_steps=1"], "pruning.schedule_steps must be at least 2"),
+        (["finetune.distill_alpha=1.5"], "finetune.distill_alpha must be in [0, 1]"),
         (["data.val_fraction=0.9"], "data.val_fraction and data.test_fraction"),
     ],
 )
@@ -56,3 +65,17 @@ def test_model_kwargs_exclude_reserved_keys(settings_for):
     assert model.target == "autoprune.models.resnet.ResNet"
     assert model.kwargs == {"num_classes": 10, "in_channels": 1, "width": 32,
                             "blocks_per_stage": 2}
+
+
+def test_pruning_all_enables_every_registered_choice(settings_for):
+    from autoprune.pruning import STRATEGIES
+    from autoprune.pruning.criteria import CRITERIA
+    from autoprune.pruning.quantize import QUANTIZATIONS
+    from autoprune.pruning.schedule import SCHEDULES
+
+    pruning = settings_for("pruning=all").pruning
+    assert set(pruning.strategies) == set(STRATEGIES)
+    assert set(pruning.schedules) == set(SCHEDULES)
+    assert set(pruning.quantize) == set(QUANTIZATIONS)
+    for criterion in CRITERIA:
+        assert settings_for(f"pruning.importance={criterion}").pruning.importance == criterion

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import sys
 import tempfile
@@ -19,8 +20,21 @@ from autoprune.errors import StudyFailed, UserError
 from autoprune.hardware.latency import Latency
 from autoprune.models import build_model
 from autoprune.models.base import prepare_base_model
-from autoprune.pruning import Policy, apply_policy, check_groups, find_groups, model_stats
-from autoprune.search.objective import TrialSettings, example_input
+from autoprune.pruning import (
+    STRATEGIES,
+    Policy,
+    PruneSettings,
+    apply_policy,
+    check_groups,
+    find_groups,
+    model_stats,
+)
+from autoprune.search.objective import (
+    CALIBRATION_SAMPLES,
+    TrialSettings,
+    deployed_model,
+    example_input,
+)
 from autoprune.search.pareto import pareto_front
 from autoprune.search.records import TrialRecord
 from autoprune.search.samplers import make_sampler
@@ -48,15 +62,42 @@ def _check_input(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> N
         raise UserError(f"the model returns {shape} for one input; expected (1, {num_classes})")
 
 
-def _test_accuracy(record: TrialRecord, state: dict, base: torch.nn.Module, groups: list,
-                   data, settings: Settings) -> float:
-    """Rebuild the trial's architecture from its policy, load its weights, score on test."""
+def _prune_settings(settings: Settings) -> PruneSettings:
+    return PruneSettings(settings.hardware.alignment, settings.pruning.importance,
+                         settings.pruning.ignore)
+
+
+def _rebuild(record: TrialRecord, state: dict, base: torch.nn.Module, groups: list,
+             data, settings: Settings) -> torch.nn.Module:
+    """The trial's float model: its policy re-applied to the base model, its weights loaded."""
     x = example_input(data)
     policy = Policy.from_params(record.params)
-    model = apply_policy(base, policy, groups, x, settings.hardware.alignment,
-                         settings.pruning.importance, settings.pruning.ignore).model
+    model = apply_policy(base, policy, groups, x, _prune_settings(settings),
+                         (x, torch.zeros(1, dtype=torch.long))).model
     model.load_state_dict(state)
-    return evaluate(model, data.x_test, data.y_test)
+    return model.eval()
+
+
+def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Module,
+            groups: list, data, settings: Settings, folder: Path) -> dict:
+    """Write the trial's bundle, ONNX and TorchScript files; return what was checked."""
+    from autoprune.export import export_onnx, export_torchscript, onnx_difference, save_pruned
+
+    policy = Policy.from_params(record.params)
+    x = example_input(data)
+    save_pruned(folder / "pruned.pt", model, model_config=settings.model,
+                input_shape=data.input_shape, groups=groups, policy=policy,
+                prune=_prune_settings(settings),
+                calibration=data.x_train[:CALIBRATION_SAMPLES])
+    (folder / "policy.yaml").write_text(policy.to_yaml())
+    export_torchscript(deployed, x, folder / "model.torchscript.pt")
+    export_onnx(model, x, folder / "model.onnx")
+    stats = model_stats(model, x)
+    return {"trial": record.number, "params": stats["params"],
+            "nonzero_params": stats["nonzero_params"], "sparsity": stats["sparsity"],
+            "onnx_max_abs_diff": onnx_difference(folder / "model.onnx", model, data.x_val[:64]),
+            "onnx_precision": "fp32", "torchscript_precision": policy.quantize
+            if policy.quantize != "none" else "fp32"}
 
 
 def _prunable_groups(model: torch.nn.Module, settings: Settings, data,
@@ -103,13 +144,22 @@ def run(settings: Settings, output_dir: str) -> None:
     base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
                               settings.seed, settings.cache_dir, _say)
     groups = _prunable_groups(base.model, settings, data, x)
-    groups, rejected = check_groups(base.model, groups, x, settings.hardware.alignment,
-                                    settings.pruning.ignore)
-    for gid, reason in rejected.items():
-        _say(f"group {gid} is left unpruned: pruning it breaks the model ({reason})")
-    if not groups:
-        raise UserError(f"no group of model {settings.model.name} can be pruned without "
-                        f"breaking it; first: {next(iter(rejected.values()))}")
+    choices, rejected = check_groups(base.model, groups, settings.pruning.strategies, x,
+                                     _prune_settings(settings))
+    for key, reason in rejected.items():
+        gid, _, strategy = key.rpartition("/")
+        _say(f"group {gid}: {strategy} is left out, it breaks the model ({reason})")
+    if not choices:
+        first = next(iter(rejected.values()), "no enabled strategy acts on its groups")
+        raise UserError(f"no group of model {settings.model.name} can be pruned by "
+                        f"{', '.join(settings.pruning.strategies)} without breaking it; "
+                        f"first: {first}")
+    groups = [g for g in groups if g.id in choices]
+    used = {name for names in choices.values() for name in names}
+    for name in settings.pruning.strategies:
+        if name not in used:
+            _say(f"strategy {name} has nothing to act on in {settings.model.name} (it prunes "
+                 f"{', '.join(sorted(STRATEGIES[name].kinds))} groups)")
     base_accuracy = evaluate(base.model, data.x_val, data.y_val)
     base_test_accuracy = evaluate(base.model, data.x_test, data.y_test)
     base_stats = model_stats(base.model, x)
@@ -125,6 +175,11 @@ def run(settings: Settings, output_dir: str) -> None:
             _say(f"latency: PREDICTED, not measured: {plan.where}")
         else:
             _say(f"latency: measured on {plan.where}")
+        if (plan.source == "measured" and "int8" in settings.pruning.quantize
+                and not profile.device.startswith("cpu")):
+            raise UserError(f"pruning.quantize int8 is measured with PyTorch's CPU kernels; "
+                            f"hardware={profile.name} measures on {profile.device}: use "
+                            "pruning.quantize=[none] or hardware.mode=predict")
         backend = plan.backend(profile, data.input_shape)
         base_latency = _base_latency(backend, base.model)
         _say(f"study {study_name}: base model ({base.source}) val accuracy "
@@ -147,16 +202,16 @@ def run(settings: Settings, output_dir: str) -> None:
             "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups),
             "rejected_groups": len(rejected)})
 
-        space = PolicySpace([g.id for g in groups], settings.pruning.strategies,
-                            settings.pruning.ratio_min, settings.pruning.ratio_max,
-                            settings.pruning.ratio_step)
+        pruning = settings.pruning
+        space = PolicySpace(choices, pruning.ratio_min, pruning.ratio_max, pruning.ratio_step,
+                            pruning.schedules, pruning.quantize)
         ft = settings.finetune
         trial_settings = TrialSettings(
-            alignment=profile.alignment, importance=settings.pruning.importance,
+            prune=_prune_settings(settings),
             finetune=TrainSpec(ft.epochs, ft.lr, ft.batch_size, ft.momentum, ft.weight_decay,
-                               settings.seed),
+                               settings.seed, ft.distill_alpha, ft.distill_temperature),
             bn_batches=ft.bn_recalibration_batches, base_latency_ms=base_latency.median_ms,
-            base_nonzero_params=base_stats["nonzero_params"], ignored=settings.pruning.ignore)
+            schedule_steps=pruning.schedule_steps, step_epochs=pruning.step_epochs)
         progress = Progress(settings.search.n_trials)
 
         def on_record(record: TrialRecord) -> None:
@@ -201,11 +256,18 @@ def _report(study, base: torch.nn.Module, groups: list, data,
     indices = pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in done])
     front = [done[i] for i in indices]
     test_accuracy = {}
-    for record in front:
-        test_accuracy[record.number] = _test_accuracy(record, study.weights(record), base,
-                                                      groups, data, settings)
-        record.pareto = True
-        tracker.mark_pareto(record, test_accuracy[record.number])
+    exports = []
+    with tempfile.TemporaryDirectory() as folder:
+        for record in front:
+            model = _rebuild(record, study.weights(record), base, groups, data, settings)
+            deployed = deployed_model(model, Policy.from_params(record.params), data)
+            test_accuracy[record.number] = evaluate(deployed, data.x_test, data.y_test)
+            record.pareto = True
+            tracker.mark_pareto(record, test_accuracy[record.number])
+            target = Path(folder) / f"trial_{record.number:03d}"
+            exports.append(_export(record, model, deployed, groups, data, settings, target))
+            (target / "export.json").write_text(json.dumps(exports[-1], indent=2))
+            tracker.log_trial_artifacts(record, str(target), "model")
     tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,
                          "pareto_size": len(front)})
     title = (f"{study_name}: {settings.model.name} on {settings.data.name}, "
@@ -223,6 +285,7 @@ def _report(study, base: torch.nn.Module, groups: list, data,
         for record in front:
             policy = Policy.from_params(record.params)
             (pareto / "policies" / f"trial_{record.number:03d}.yaml").write_text(policy.to_yaml())
+        (pareto / "exports.json").write_text(json.dumps(exports, indent=2))
         tracker.log_artifacts(str(pareto), "pareto")
     elapsed = time.monotonic() - started
     _say("")

@@ -32,19 +32,26 @@ def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         raise
     except Exception as exc:
         raise UserError(f"data.path {cfg.path!r} is not a readable .npz file: {exc}") from exc
+    return checked_arrays(x, y, cfg, "data.path")
+
+
+def checked_arrays(x: np.ndarray, y: np.ndarray, cfg: DataConfig,
+                   source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return x as float32 (N, C, H, W) and y as int64 after checking them against `cfg`;
+    `source` names where they came from in any UserError."""
     if x.ndim == 3:
         x = x[:, None]
     expected = (cfg.in_channels, cfg.resolution, cfg.resolution)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        raise UserError(f"data.path x has shape {tuple(x.shape)}; expected (N, "
+        raise UserError(f"{source} x has shape {tuple(x.shape)}; expected (N, "
                         f"{', '.join(map(str, expected))}) from data.in_channels and "
                         "data.resolution")
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-        raise UserError(f"data.path y must be {len(x)} integer labels, got {y.dtype} "
+        raise UserError(f"{source} y must be {len(x)} integer labels, got {y.dtype} "
                         f"of shape {tuple(y.shape)}")
     if y.min() < 0 or y.max() >= cfg.num_classes:
-        raise UserError(f"data.path labels span {y.min()}..{y.max()}; data.num_classes is "
+        raise UserError(f"{source} labels span {y.min()}..{y.max()}; data.num_classes is "
                         f"{cfg.num_classes}")
     if not np.isfinite(x).all():
-        raise UserError("data.path x contains NaN or infinite values")
+        raise UserError(f"{source} x contains NaN or infinite values")
     return x.astype(np.float32), y.astype(np.int64)

@@ -56,10 +56,12 @@ def split_arrays(
 def load_data(cfg: DataConfig) -> DataSplits:
     """Load the configured dataset and split it; raises UserError for unknown names."""
     from autoprune.data.arrays import load_arrays
+    from autoprune.data.dataset import load_dataset
     from autoprune.data.digits import load_digits
     from autoprune.data.synthetic import make_synthetic
 
-    loaders = {"digits": load_digits, "synthetic": make_synthetic, "arrays": load_arrays}
+    loaders = {"digits": load_digits, "synthetic": make_synthetic, "arrays": load_arrays,
+               "dataset": load_dataset}
     if cfg.name not in loaders:
         raise UserError(f"unknown data {cfg.name!r}; choose one of: {', '.join(loaders)}")
     x, y = loaders[cfg.name](cfg)

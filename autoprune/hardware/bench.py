@@ -15,11 +15,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import ray
+import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
 from autoprune.hardware.latency import Latency, architecture_key
 from autoprune.hardware.measure import measure_latency
+from autoprune.pruning.quantize import quantize_int8
 
 
 @ray.remote(num_cpus=0)
@@ -85,7 +87,10 @@ class Bench:
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def latency(self, model: nn.Module, refresh: bool = False) -> Latency:
+    def latency(self, model: nn.Module, refresh: bool = False,
+                int8_calibration: torch.Tensor | None = None) -> Latency:
+        if int8_calibration is not None:
+            model = quantize_int8(model, int8_calibration)
         key = architecture_key(model, self.profile.name, self.profile.batch_size,
                                self.profile.precision, self.input_shape)
         if key in self.cache and not refresh:
@@ -116,5 +121,7 @@ class BenchLatency:
         self.bench = bench
         self.timeout_s = timeout_s
 
-    def latency(self, model: nn.Module, refresh: bool = False) -> Latency:
-        return ray.get(self.bench.latency.remote(model, refresh), timeout=self.timeout_s)
+    def latency(self, model: nn.Module, refresh: bool = False,
+                int8_calibration: torch.Tensor | None = None) -> Latency:
+        return ray.get(self.bench.latency.remote(model, refresh, int8_calibration),
+                       timeout=self.timeout_s)

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+import torch
 from torch import nn
 
 
@@ -33,11 +34,15 @@ class LatencyBackend(Protocol):
 
     source: str
 
-    def latency(self, model: nn.Module, refresh: bool = False) -> Latency:
-        """Return the latency of `model` (in eval mode) at the profile's batch size.
+    def latency(self, model: nn.Module, refresh: bool = False,
+                int8_calibration: torch.Tensor | None = None) -> Latency:
+        """Return the latency of float `model` (in eval mode) at the profile's batch size.
 
         Identical architectures may be answered from a cache; `refresh` measures again and
-        keeps the faster of the new and the cached measurement.
+        keeps the faster of the new and the cached measurement. With `int8_calibration`
+        inputs, the int8 version of `model` is timed: a measurement quantises it where it
+        measures (quantised modules do not travel between processes), a prediction uses the
+        profile's int8 peak.
         """
         ...
 
@@ -45,6 +50,9 @@ class LatencyBackend(Protocol):
 def architecture_key(model: nn.Module, *extra: object) -> str:
     """Hash of module types and tensor shapes: equal for models that run the same kernels."""
     parts = [f"{name}:{type(m).__name__}" for name, m in model.named_modules()]
-    parts += [f"{name}:{tuple(t.shape)}" for name, t in model.state_dict().items()]
+    parts += [f"{name}:{tuple(getattr(t, 'shape', ()))}" for name, t in model.state_dict().items()]
+    # Quantised layers keep their weights packed, out of the state dict's shapes.
+    parts += [f"{name}:{tuple(m.weight().shape)}" for name, m in model.named_modules()
+              if callable(getattr(m, "weight", None))]
     parts += [repr(e) for e in extra]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]

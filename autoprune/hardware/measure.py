@@ -12,6 +12,7 @@ from torch import nn
 
 from autoprune.config import HardwareProfile
 from autoprune.hardware.latency import Latency, architecture_key
+from autoprune.pruning.quantize import is_quantized, quantize_int8
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -47,7 +48,13 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
     settings = profile.measure
     device = resolve_device(profile)
     dtype = DTYPES.get(profile.precision, torch.float32) if device.type == "cuda" else torch.float32
-    model = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
+    model = copy.deepcopy(model).eval()
+    if is_quantized(model):
+        if device.type != "cpu":
+            raise RuntimeError("int8 models from PyTorch quantisation run on the CPU only")
+        dtype = torch.float32
+    else:
+        model = model.to(device=device, dtype=dtype)
     x = torch.randn(profile.batch_size, *input_shape, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     threads = torch.get_num_threads()
@@ -89,7 +96,10 @@ class MeasuredLatency:
         self.input_shape = tuple(input_shape)
         self._cache: dict[str, Latency] = {}
 
-    def latency(self, model: nn.Module, refresh: bool = False) -> Latency:
+    def latency(self, model: nn.Module, refresh: bool = False,
+                int8_calibration: torch.Tensor | None = None) -> Latency:
+        if int8_calibration is not None:
+            model = quantize_int8(model, int8_calibration)
         key = architecture_key(model, self.profile.name, self.profile.batch_size,
                                self.profile.precision, self.input_shape)
         if key not in self._cache or refresh:

@@ -8,6 +8,7 @@ because tensor-core tiles process whole multiples of it: 57 channels cost as muc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,5 +141,9 @@ class PredictedLatency:
         self.profile = profile
         self.input_shape = tuple(input_shape)
 
-    def latency(self, model: nn.Module, refresh: bool = False) -> Latency:
-        return predict_latency(model, self.input_shape, self.profile)
+    def latency(self, model: nn.Module, refresh: bool = False,
+                int8_calibration: torch.Tensor | None = None) -> Latency:
+        profile = self.profile
+        if int8_calibration is not None:
+            profile = dataclasses.replace(profile, precision="int8")
+        return predict_latency(model, self.input_shape, profile)

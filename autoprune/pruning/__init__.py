@@ -1,6 +1,12 @@
 """Prunable groups, policies (per-group decisions as data) and the strategies that apply them."""
 
-from autoprune.pruning.apply import PrunedModel, apply_policy, check_groups, model_stats
+from autoprune.pruning.apply import (
+    PrunedModel,
+    PruneSettings,
+    apply_policy,
+    check_groups,
+    model_stats,
+)
 from autoprune.pruning.groups import PrunableGroup, find_groups
 from autoprune.pruning.policy import Decision, Policy
 from autoprune.pruning.strategies import STRATEGIES, get_strategy
@@ -10,6 +16,7 @@ __all__ = [
     "Decision",
     "Policy",
     "PrunableGroup",
+    "PruneSettings",
     "PrunedModel",
     "apply_policy",
     "check_groups",

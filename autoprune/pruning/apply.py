@@ -1,4 +1,4 @@
-"""Apply a policy to a copy of a model: plan from data, then change the copy."""
+"""Apply a policy to a model: plan from data, then change the model."""
 
 from __future__ import annotations
 
@@ -11,17 +11,35 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.errors import UserError
+from autoprune.pruning.criteria import NEEDS_GRADIENTS
 from autoprune.pruning.groups import PrunableGroup, build_graph
 from autoprune.pruning.policy import Decision, Policy
-from autoprune.pruning.strategies import PruneContext, get_strategy
+from autoprune.pruning.strategies import GRAPH, MASK, STRATEGIES, PruneContext, get_strategy
 
 
 @dataclass
 class PrunedModel:
-    """A pruned copy and the weight masks that fine-tuning must keep applied."""
+    """A pruned model and the weight masks that fine-tuning must keep applied."""
 
     model: nn.Module
     masks: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """What pruning needs besides the policy: shared by every trial of a study."""
+
+    alignment: int = 1
+    criterion: str = "l1"
+    ignored: tuple[str, ...] = ()
+
+
+def _gradients(model: nn.Module, calibration: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    if calibration is None:
+        raise UserError("the taylor criterion needs a calibration batch of training data")
+    model.zero_grad(set_to_none=True)
+    x, y = calibration
+    nn.functional.cross_entropy(model(x), y).backward()
 
 
 def apply_policy(
@@ -29,69 +47,115 @@ def apply_policy(
     policy: Policy,
     groups: Sequence[PrunableGroup],
     example_input: torch.Tensor,
-    alignment: int = 1,
-    importance: str = "l1",
-    ignored: Sequence[str] = (),
+    settings: PruneSettings = PruneSettings(),  # noqa: B008 - frozen, never mutated
+    calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    fraction: float = 1.0,
+    inplace: bool = False,
 ) -> PrunedModel:
-    """Return a pruned deep copy of `model`; `model` itself is left untouched.
+    """Return `model` pruned by `policy`: a deep copy, or `model` itself when `inplace`.
 
-    Structural strategies run first (in group order), then mask-based ones, so that masks
-    match the final shapes. Same model, policy and groups give the same result, bit for bit.
+    `fraction` < 1 is one step of an iterative schedule: ratios of strategies that ramp are
+    scaled by it, the others wait for the last step (fraction 1). Graph strategies run first,
+    then module surgery, then masks, so masks match the final shapes. Same model, policy and
+    groups give the same result, bit for bit. `calibration` (inputs, labels) is needed only by
+    gradient-based criteria.
     """
     known = {g.id: g for g in groups}
     unknown = sorted(set(policy.decisions) - set(known))
     if unknown:
         raise UserError(f"policy names unknown group {unknown[0]!r}; groups: {', '.join(known)}")
-    pruned = copy.deepcopy(model).eval()
-    graph, _ = build_graph(pruned, example_input, ignored)
-    context = PruneContext(pruned, graph, alignment, importance)
-    steps = [(get_strategy(d.strategy), known[gid], d.ratio)
-             for gid, d in policy.decisions.items() if d.ratio > 0]
-    for strategy, group, ratio in sorted(steps, key=lambda s: not s[0].structural):
-        strategy.apply(context, group, ratio)
-    return PrunedModel(pruned, context.masks)
+    for gid, decision in policy.decisions.items():
+        strategy = get_strategy(decision.strategy)
+        if known[gid].kind not in strategy.kinds:
+            raise UserError(f"strategy {strategy.name} cannot prune {known[gid].kind} group "
+                            f"{gid!r}; it acts on {', '.join(sorted(strategy.kinds))} groups")
+    pruned = model if inplace else copy.deepcopy(model)
+    pruned.eval()
+    final = fraction >= 1.0
+    plan: dict[str, list[tuple[PrunableGroup, float]]] = {}
+    for gid, decision in policy.decisions.items():
+        strategy = STRATEGIES[decision.strategy]
+        if decision.ratio <= 0 or not (strategy.ramps or final):
+            continue
+        ratio = decision.ratio * fraction if strategy.ramps else decision.ratio
+        plan.setdefault(strategy.name, []).append((known[gid], ratio))
+    graph = None
+    if any(STRATEGIES[name].stage == GRAPH for name in plan):
+        if settings.criterion in NEEDS_GRADIENTS:
+            _gradients(pruned, calibration)
+        graph, _ = build_graph(pruned, example_input, settings.ignored)
+    context = PruneContext(pruned, graph, settings.alignment, settings.criterion)
+    order = sorted(plan, key=lambda name: (STRATEGIES[name].stage, list(STRATEGIES).index(name)))
+    for name in order:
+        STRATEGIES[name].apply(context, plan[name])
+    pruned.zero_grad(set_to_none=True)
+    return PrunedModel(pruned.eval(), context.masks)
 
 
 def check_groups(
     model: nn.Module,
     groups: Sequence[PrunableGroup],
+    strategies: Sequence[str],
     example_input: torch.Tensor,
-    alignment: int = 1,
-    ignored: Sequence[str] = (),
-) -> tuple[list[PrunableGroup], dict[str, str]]:
-    """Split `groups` into those that prune into a working model and those that do not.
+    settings: PruneSettings = PruneSettings(),  # noqa: B008 - frozen, never mutated
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Which of `strategies` each group can take without breaking the model.
 
-    Each group is channel-pruned alone, by half, on a copy; the copy must still run and give
-    outputs of the original shape. Code that hard-codes a channel count (a `view` to a fixed
-    width, say) breaks here, and its group is rejected with the reason, instead of producing
-    a broken model in some trial later.
+    Each structural strategy (one that changes shapes or modules) is tried on each group alone,
+    at half the group (or its fixed ratio), on a copy; the copy must still run and give outputs
+    of the original shape. Code that hard-codes a channel count (a `view` to a fixed width, say)
+    breaks here, and that choice is removed with the reason, instead of producing a broken
+    model in some trial later. Returns ({group id: usable strategies}, {"group/strategy":
+    reason}); groups with no usable strategy are left out of the first.
     """
     with torch.no_grad():
         expected = model.eval()(example_input).shape
-    usable, rejected = [], {}
+    allowed: dict[str, tuple[str, ...]] = {}
+    rejected: dict[str, str] = {}
     for group in groups:
-        policy = Policy({group.id: Decision("channel", 0.5)})
-        try:
-            pruned = apply_policy(model, policy, groups, example_input, alignment,
-                                  ignored=ignored).model
-            with torch.no_grad():
-                shape = pruned(example_input).shape
-            if shape != expected:
-                raise ValueError(f"output shape changed from {tuple(expected)} to "
-                                 f"{tuple(shape)}")
-        except Exception as exc:  # any failure means this group is unsafe to prune
-            first = " ".join(str(exc).split())[:160] or type(exc).__name__
-            rejected[group.id] = f"{type(exc).__name__}: {first}"
-            continue
-        usable.append(group)
-    return usable, rejected
+        usable = []
+        for name in strategies:
+            strategy = get_strategy(name)
+            if group.kind not in strategy.kinds:
+                continue
+            if strategy.stage != MASK:
+                ratio = strategy.fixed_ratio if strategy.fixed_ratio is not None else 0.5
+                reason = _breaks(model, group, groups, strategy.name, ratio, example_input,
+                                 expected, settings)
+                if reason:
+                    rejected[f"{group.id}/{name}"] = reason
+                    continue
+            usable.append(name)
+        if usable:
+            allowed[group.id] = tuple(usable)
+    return allowed, rejected
+
+
+def _breaks(model: nn.Module, group: PrunableGroup, groups: Sequence[PrunableGroup],
+            strategy: str, ratio: float, example_input: torch.Tensor, expected: torch.Size,
+            settings: PruneSettings) -> str:
+    """Why pruning `group` alone with `strategy` breaks the model, or "" when it does not."""
+    policy = Policy({group.id: Decision(strategy, ratio)})
+    calibration = (example_input, torch.zeros(len(example_input), dtype=torch.long))
+    try:
+        pruned = apply_policy(model, policy, groups, example_input, settings, calibration).model
+        with torch.no_grad():
+            shape = pruned(example_input).shape
+        if shape != expected:
+            raise ValueError(f"output shape changed from {tuple(expected)} to {tuple(shape)}")
+    except Exception as exc:  # any failure means this choice is unsafe
+        first = " ".join(str(exc).split())[:160] or type(exc).__name__
+        return f"{type(exc).__name__}: {first}"
+    return ""
 
 
 def model_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, float]:
-    """Return params, nonzero params, MACs and dense size in MB of `model`."""
+    """Return params, nonzero params, sparsity, MACs and dense size in MB of a float model."""
     macs, params = tp.utils.count_ops_and_params(model, example_input)
+    total = sum(p.numel() for p in model.parameters())
     nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     size += sum(b.numel() * b.element_size() for b in model.buffers())
-    return {"params": float(params), "nonzero_params": float(nonzero), "macs": float(macs),
+    return {"params": float(total), "nonzero_params": float(nonzero),
+            "sparsity": 1.0 - nonzero / total if total else 0.0, "macs": float(macs),
             "size_mb": size / 1e6}

@@ -1,7 +1,12 @@
 """Prunable dependency groups of a model, found with torch-pruning's DependencyGraph.
 
-A group is a set of coupled channels: pruning the output channels of its root layer forces the
-same channels out of every layer tied to it (BatchNorms, residual partners, consumers).
+Four kinds of group, each acted on by the strategies that declare that kind:
+
+- `conv` / `linear`: coupled channels (or neurons). Pruning the output channels of the root layer
+  forces the same channels out of every layer tied to it (BatchNorms, residual partners,
+  consumers); `layers` are the Conv2d/Linear layers whose outputs the group owns.
+- `attention`: one attention module whose heads can be removed whole (see `attention.py`).
+- `block`: one residual block that can be removed whole (see `blocks.py`).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ class PrunableGroup:
     """One searchable unit: `id` is the root layer's module name."""
 
     id: str
-    kind: str  # "conv" or "linear"
-    channels: int
-    layers: tuple[str, ...]  # layers whose output channels (and weights) this group owns
+    kind: str  # "conv", "linear", "attention" or "block"
+    channels: int  # channels, neurons or heads in the unpruned model (1 for a block)
+    layers: tuple[str, ...]  # Conv2d/Linear layers whose outputs (and weights) this group owns
+
+KINDS = ("conv", "linear", "attention", "block")
 
 
 def output_layer(model: nn.Module, example_input: torch.Tensor) -> str | None:
@@ -65,10 +72,31 @@ def build_graph(
 def find_groups(
     model: nn.Module, example_input: torch.Tensor, ignored: Sequence[str] = ()
 ) -> list[PrunableGroup]:
-    """Return the prunable groups of `model`, in graph order, excluding its output layer."""
+    """Return the prunable groups of `model` in module order; its output layer is never pruned.
+
+    Channel groups rooted at attention projections are left out: their outputs are heads,
+    which the attention group removes whole.
+    """
+    from autoprune.pruning.attention import attention_layout, projection_layers
+    from autoprune.pruning.blocks import find_blocks
+
     graph, skip = build_graph(model, example_input, ignored)
     names = {m: n for n, m in model.named_modules()}
     groups = []
+    projections: set[str] = set()
+    for name, module in model.named_modules():
+        layout = attention_layout(module)
+        if layout is None or any(n == name or n.startswith(name + ".") for n in ignored):
+            continue
+        projections.update(projection_layers(name, layout))
+        groups.append(PrunableGroup(id=name, kind="attention", channels=layout.heads,
+                                    layers=tuple(projection_layers(name, layout))))
+    protected = [names[m] for m in skip]
+    skip = skip + [model.get_submodule(n) for n in sorted(projections)]
+    for name in find_blocks(model, example_input, protected):
+        layers = tuple(f"{name}.{n}" if n else name for n, m in
+                       model.get_submodule(name).named_modules() if isinstance(m, PRUNABLE_TYPES))
+        groups.append(PrunableGroup(id=name, kind="block", channels=1, layers=layers))
     for group in graph.get_all_groups(ignored_layers=skip, root_module_types=PRUNABLE_TYPES):
         root = group[0].dep.target.module
         layers = tuple(

@@ -16,6 +16,7 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     latency_source: str = ""
     summary: str = ""
+    strategies: tuple[str, ...] = ()  # strategies the policy uses (ratio > 0), schedule, int8
     error: str = ""
     weights_key: str | None = None  # where the runner kept the fine-tuned weights
     pareto: bool = False

@@ -40,6 +40,8 @@ from autoprune.training import no_guard
 
 METRICS = ["accuracy", "latency_ms"]
 MODES = ["max", "min"]
+TRIAL_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv", "speedup", "params",
+                 "nonzero_params", "sparsity", "macs", "size_mb")
 
 
 class StudySearch(OptunaSearch):
@@ -192,6 +194,7 @@ def _trainable(config: dict[str, Any], *, base_model: nn.Module, groups: list[Pr
     guard = TrainingGuard(plan.gate) if plan.gate is not None else no_guard
     result = run_trial(policy, base_model, groups, data, settings,
                        plan.backend(profile, data.input_shape), guard)
+    # The float weights: an int8 model is rebuilt from them and the same calibration data.
     ray.get(store.put.remote(tune.get_context().get_trial_id(), result.model.state_dict()))
     tune.report({**result.metrics(), "latency_source": result.latency.source})
 
@@ -248,12 +251,11 @@ class _StudyCallback(tune.Callback):
                                    latency_source=self.latency_source,
                                    summary=Policy.from_params(params).summary()))
             return
-        metrics = {k: float(result[k]) for k in ("accuracy", "latency_ms", "latency_p90_ms",
-                                                 "latency_cv", "speedup", "params", "macs",
-                                                 "size_mb", "sparsity")}
+        metrics = {k: float(result[k]) for k in TRIAL_METRICS}
+        policy = Policy.from_params(params)
         self._emit(TrialRecord(number, params, "complete", metrics,
                                latency_source=str(result.get("latency_source", "")),
-                               summary=Policy.from_params(params).summary(),
+                               summary=policy.summary(), strategies=policy.used(),
                                weights_key=trial.trial_id))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -1,54 +1,97 @@
-"""The policy search space: one strategy and one ratio per prunable group, as Optuna params."""
+"""The policy search space, as Optuna parameters.
+
+Per group: `<group>.strategy`, one of the strategies that can act on that group's kind (plus
+"none" where no choice takes a ratio, so the group can be left alone), and `<group>.ratio`,
+sampled only when the chosen strategy takes a ratio (N:M and layer removal do not). Globally:
+`schedule` and `quantize`, when more than one value is allowed. Conditional parameters like
+these are what Optuna's define-by-run spaces are for.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autoprune.pruning.policy import RATIO_SUFFIX, STRATEGY_SUFFIX
+from autoprune.pruning.policy import (
+    QUANTIZE_KEY,
+    RATIO_SUFFIX,
+    SCHEDULE_KEY,
+    STRATEGY_SUFFIX,
+    UNPRUNED,
+)
+from autoprune.pruning.strategies import STRATEGIES
+
+# Which strategy a uniform seed policy uses, most preferred first: the ones that make a model
+# faster on dense hardware.
+SEED_PREFERENCE = ("channel", "neuron", "head", "lowrank", "unstructured", "global_unstructured")
 
 
 class PolicySpace:
     """Define-by-run space for Optuna (and Ray's OptunaSearch); picklable, no lambdas.
 
-    Calling it with an Optuna trial suggests `<group>.strategy` and `<group>.ratio` for every
-    group; `autoprune.pruning.Policy.from_params` turns the sampled params back into a policy.
+    Calling it with an Optuna trial suggests the parameters above; `complete` adds the values
+    that were not searched because they had one option, and `Policy.from_params` turns the
+    result into a policy.
     """
 
-    def __init__(self, group_ids: Sequence[str], strategies: Sequence[str],
-                 ratio_min: float, ratio_max: float, ratio_step: float) -> None:
-        self.group_ids = tuple(group_ids)
-        self.strategies = tuple(strategies)
+    def __init__(self, choices: Mapping[str, Sequence[str]], ratio_min: float, ratio_max: float,
+                 ratio_step: float, schedules: Sequence[str] = ("oneshot",),
+                 quantize: Sequence[str] = ("none",)) -> None:
+        self.choices: dict[str, tuple[str, ...]] = {}
+        for gid, names in choices.items():
+            names = tuple(names)
+            if all(STRATEGIES[n].fixed_ratio is not None for n in names):
+                names = (*names, UNPRUNED)
+            self.choices[gid] = names
+        self.group_ids = tuple(self.choices)
+        self.schedules = tuple(schedules)
+        self.quantize = tuple(quantize)
         self.ratio_min = ratio_min
         self.step = ratio_step
         steps = math.floor((ratio_max - ratio_min) / ratio_step + 1e-9)
         self.ratio_max = round(ratio_min + steps * ratio_step, 10)
 
     def __call__(self, trial: Any) -> None:
-        for gid in self.group_ids:
-            if len(self.strategies) > 1:
-                trial.suggest_categorical(gid + STRATEGY_SUFFIX, list(self.strategies))
+        for gid, names in self.choices.items():
+            if len(names) > 1:
+                strategy = trial.suggest_categorical(gid + STRATEGY_SUFFIX, list(names))
             else:
-                trial.set_user_attr(gid + STRATEGY_SUFFIX, self.strategies[0])
-            trial.suggest_float(gid + RATIO_SUFFIX, self.ratio_min, self.ratio_max,
-                                step=self.step)
+                strategy = names[0]
+            if strategy != UNPRUNED and STRATEGIES[strategy].fixed_ratio is None:
+                trial.suggest_float(gid + RATIO_SUFFIX, self.ratio_min, self.ratio_max,
+                                    step=self.step)
+        if len(self.schedules) > 1:
+            trial.suggest_categorical(SCHEDULE_KEY, list(self.schedules))
+        if len(self.quantize) > 1:
+            trial.suggest_categorical(QUANTIZE_KEY, list(self.quantize))
 
-    def complete(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Add the fixed strategy to params when there is only one to choose."""
-        if len(self.strategies) > 1:
-            return dict(params)
-        return {**params, **{gid + STRATEGY_SUFFIX: self.strategies[0]
-                             for gid in self.group_ids}}
+    def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` plus every value that had a single option and so was not sampled."""
+        full = dict(params)
+        for gid, names in self.choices.items():
+            if len(names) == 1:
+                full.setdefault(gid + STRATEGY_SUFFIX, names[0])
+        full.setdefault(SCHEDULE_KEY, self.schedules[0])
+        full.setdefault(QUANTIZE_KEY, self.quantize[0])
+        return full
 
     def uniform_point(self, ratio: float) -> dict[str, Any]:
-        """Params of a uniform policy (channel pruning where allowed), snapped to the grid."""
-        strategy = "channel" if "channel" in self.strategies else self.strategies[0]
+        """Params of a uniform float policy in the preferred structured strategy of each group,
+        one-shot, snapped to the grid; groups with no ratio strategy are left alone."""
         snapped = self.ratio_min + round((ratio - self.ratio_min) / self.step) * self.step
         snapped = round(min(max(snapped, self.ratio_min), self.ratio_max), 10)
         point: dict[str, Any] = {}
-        for gid in self.group_ids:
-            if len(self.strategies) > 1:
+        for gid, names in self.choices.items():
+            strategy = next((s for s in SEED_PREFERENCE if s in names), None)
+            if strategy is None:
+                strategy = UNPRUNED if UNPRUNED in names else names[0]
+            if len(names) > 1:
                 point[gid + STRATEGY_SUFFIX] = strategy
-            point[gid + RATIO_SUFFIX] = snapped
+            if strategy != UNPRUNED and STRATEGIES[strategy].fixed_ratio is None:
+                point[gid + RATIO_SUFFIX] = snapped
+        if len(self.schedules) > 1:
+            point[SCHEDULE_KEY] = "oneshot" if "oneshot" in self.schedules else self.schedules[0]
+        if len(self.quantize) > 1:
+            point[QUANTIZE_KEY] = "none" if "none" in self.quantize else self.quantize[0]
         return point

@@ -104,6 +104,8 @@ class StudyTracker:
                 "pareto": "false", "state": record.state, "trial_number": str(record.number)}
         if record.latency_source:
             tags["latency_source"] = record.latency_source
+        if record.strategies:
+            tags["strategies"] = ",".join(record.strategies)
         if record.error:
             tags["error"] = record.error[:5000]
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:03d}",
@@ -124,6 +126,11 @@ class StudyTracker:
         assert record.run_id is not None
         self.client.set_tag(record.run_id, "pareto", "true")
         self.client.log_metric(record.run_id, "test_accuracy", test_accuracy)
+
+    def log_trial_artifacts(self, record: TrialRecord, folder: str, artifact_path: str) -> None:
+        """Attach files (the exported model) to a trial's run."""
+        assert record.run_id is not None
+        self.client.log_artifacts(record.run_id, folder, artifact_path)
 
     def log_artifacts(self, folder: str, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, folder, artifact_path)

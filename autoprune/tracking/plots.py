@@ -9,7 +9,7 @@ from pathlib import Path
 from autoprune.search.records import TrialRecord
 
 CSV_FIELDS = ("trial", "accuracy", "test_accuracy", "latency_ms", "latency_p90_ms",
-              "latency_cv", "speedup", "params", "macs", "size_mb", "sparsity",
+              "latency_cv", "speedup", "params", "nonzero_params", "sparsity", "macs", "size_mb",
               "latency_source", "policy")
 
 

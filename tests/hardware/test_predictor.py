@@ -14,7 +14,7 @@ from autoprune.config import HardwareProfile, settings_from_dict
 from autoprune.hardware import PredictedLatency, predict_latency
 from autoprune.hardware.predictor import record_kernels
 from autoprune.models.resnet import ResNet
-from autoprune.pruning import Policy, apply_policy, find_groups
+from autoprune.pruning import Policy, PruneSettings, apply_policy, find_groups
 
 SIDE = 64  # large enough that a c->c 3x3 convolution is compute-bound on the jetson profile
 
@@ -117,8 +117,9 @@ def test_channel_pruning_lowers_the_prediction(jetson: HardwareProfile) -> None:
     model = ResNet(width=16, blocks_per_stage=1).eval()
     example = torch.zeros(1, 1, 16, 16)
     groups = find_groups(model, example)
-    policy = Policy.uniform([g.id for g in groups], "channel", 0.5)
-    pruned = apply_policy(model, policy, groups, example, alignment=jetson.alignment).model
+    policy = Policy.uniform([g.id for g in groups if g.kind == "conv"], "channel", 0.5)
+    pruned = apply_policy(model, policy, groups, example,
+                          PruneSettings(alignment=jetson.alignment)).model
     shape = (1, 16, 16)
     assert (predict_latency(pruned, shape, jetson).median_ms
             < predict_latency(model, shape, jetson).median_ms)

@@ -8,14 +8,31 @@ from torch import nn
 
 from autoprune.models import build_model
 from autoprune.paths import group_choices
-from autoprune.pruning import Decision, Policy, apply_policy, find_groups, model_stats
+from autoprune.pruning import (
+    STRATEGIES,
+    Decision,
+    Policy,
+    PruneSettings,
+    apply_policy,
+    find_groups,
+    model_stats,
+)
 from tests.conftest import make_settings
 
 ZOO = [name for name in group_choices("model") if name != "custom"]
 
 
 def test_zoo_holds_the_promised_families():
-    assert {"resnet", "mobilenet", "vgg", "mlp"} <= set(ZOO)
+    assert {"resnet8", "resnet", "resnet20", "mobilenet", "vgg", "mlp", "vit"} <= set(ZOO)
+
+
+def test_resnet_depths_differ_in_blocks():
+    depths = {}
+    for name in ("resnet8", "resnet", "resnet20"):
+        model = build_model(make_settings(f"model={name}").model)
+        depths[name] = 2 + 2 * sum(1 for m in model.modules()
+                                   if type(m).__name__ == "BasicBlock")
+    assert depths == {"resnet8": 8, "resnet": 14, "resnet20": 20}
 
 
 @pytest.fixture(scope="module", params=ZOO)
@@ -37,8 +54,10 @@ def test_channel_policy_removes_work_and_keeps_aligned_shapes(zoo_model):
     _, model, x = zoo_model
     groups = find_groups(model, x[:1])
     assert groups, "every zoo model has prunable groups"
-    policy = Policy.uniform([g.id for g in groups], "channel", 0.5)
-    pruned = apply_policy(model, policy, groups, x[:1], alignment=8).model.eval()
+    structured = {"conv": "channel", "linear": "neuron", "attention": "head"}
+    policy = Policy({g.id: Decision(structured[g.kind], 0.5) for g in groups
+                     if g.kind in structured})
+    pruned = apply_policy(model, policy, groups, x[:1], PruneSettings(alignment=8)).model
     assert pruned(x).shape == (2, 10)
     before, after = model_stats(model, x[:1]), model_stats(pruned, x[:1])
     assert after["macs"] < 0.6 * before["macs"]
@@ -53,10 +72,14 @@ def test_channel_policy_removes_work_and_keeps_aligned_shapes(zoo_model):
 def test_same_policy_same_model_bit_for_bit(zoo_model):
     _, model, x = zoo_model
     groups = find_groups(model, x[:1])
-    strategies = ["channel", "unstructured"] * len(groups)
-    policy = Policy({g.id: Decision(strategies[i], 0.4) for i, g in enumerate(groups)})
-    first = apply_policy(model, policy, groups, x[:1], alignment=8)
-    second = apply_policy(model, policy, groups, x[:1], alignment=8)
+    decisions = {}
+    for index, group in enumerate(groups):
+        options = [n for n, s in STRATEGIES.items() if group.kind in s.kinds]
+        strategy = options[index % len(options)]
+        decisions[group.id] = Decision(strategy, STRATEGIES[strategy].fixed_ratio or 0.4)
+    policy = Policy(decisions)
+    first = apply_policy(model, policy, groups, x[:1], PruneSettings(alignment=8))
+    second = apply_policy(model, policy, groups, x[:1], PruneSettings(alignment=8))
     a, b = first.model.state_dict(), second.model.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -8,7 +8,14 @@ from torch import nn
 
 from autoprune.errors import UserError
 from autoprune.models.resnet import ResNet
-from autoprune.pruning import Decision, Policy, apply_policy, find_groups, model_stats
+from autoprune.pruning import (
+    Decision,
+    Policy,
+    PruneSettings,
+    apply_policy,
+    find_groups,
+    model_stats,
+)
 from autoprune.pruning.strategies import get_strategy, kept_channels
 
 ALIGNMENT = 8
@@ -27,7 +34,8 @@ def model() -> nn.Module:
 
 @pytest.fixture(scope="module")
 def groups() -> list:
-    return find_groups(_resnet(), EXAMPLE)
+    # Channel groups only: these tests are about channel and mask strategies.
+    return [g for g in find_groups(_resnet(), EXAMPLE) if g.kind == "conv"]
 
 
 def _convs(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -50,7 +58,7 @@ def _mixed(groups: list) -> Policy:
 
 def test_channel_policy_shrinks_the_model(model: nn.Module, groups: list) -> None:
     policy = Policy.uniform([g.id for g in groups], "channel", 0.5)
-    pruned = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT).model
+    pruned = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT)).model
     before, after = model_stats(model, EXAMPLE), model_stats(pruned, EXAMPLE)
     assert after["params"] < before["params"]
     assert after["macs"] < before["macs"]
@@ -63,7 +71,7 @@ def test_channel_policy_shrinks_the_model(model: nn.Module, groups: list) -> Non
 
 def test_channel_policy_keeps_the_output_shape(model: nn.Module, groups: list) -> None:
     policy = Policy.uniform([g.id for g in groups], "channel", 0.6)
-    pruned = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT).model
+    pruned = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT)).model
     batch = torch.randn(3, 1, 16, 16)
     with torch.no_grad():
         assert pruned(batch).shape == model(batch).shape == (3, 10)
@@ -72,7 +80,7 @@ def test_channel_policy_keeps_the_output_shape(model: nn.Module, groups: list) -
 @pytest.mark.parametrize("ratio", [0.1, 0.3, 0.5, 0.7, 0.9])
 def test_kept_channels_are_aligned(model: nn.Module, groups: list, ratio: float) -> None:
     policy = Policy.uniform([g.id for g in groups], "channel", ratio)
-    pruned = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT).model
+    pruned = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT)).model
     for group in groups:
         expected = kept_channels(group.channels, ratio, ALIGNMENT)
         assert expected % ALIGNMENT == 0
@@ -103,8 +111,7 @@ def test_kept_channels_never_prunes_below_one_step_or_grows() -> None:
 
 def test_l2_importance_also_prunes(model: nn.Module, groups: list) -> None:
     policy = Policy.uniform([g.id for g in groups], "channel", 0.5)
-    pruned = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT,
-                          importance="l2").model
+    pruned = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT, "l2")).model
     assert model_stats(pruned, EXAMPLE)["params"] < model_stats(model, EXAMPLE)["params"]
 
 
@@ -116,8 +123,8 @@ def test_same_policy_gives_identical_models(
 ) -> None:
     policy = (_mixed(groups) if strategy == "mixed"
               else Policy.uniform([g.id for g in groups], strategy, 0.4))
-    first = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT)
-    second = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT)
+    first = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
+    second = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
     assert str(first.model) == str(second.model)
     assert _same_state(first.model, second.model)
     assert first.masks.keys() == second.masks.keys()
@@ -129,7 +136,7 @@ def test_base_model_is_not_modified(model: nn.Module, groups: list) -> None:
     reference.load_state_dict(model.state_dict())
     with torch.no_grad():
         expected = model(EXAMPLE)
-    apply_policy(model, _mixed(groups), groups, EXAMPLE, alignment=ALIGNMENT)
+    apply_policy(model, _mixed(groups), groups, EXAMPLE, PruneSettings(ALIGNMENT))
     assert _same_state(model, reference)
     assert str(model) == str(reference.eval())
     with torch.no_grad():
@@ -139,13 +146,13 @@ def test_base_model_is_not_modified(model: nn.Module, groups: list) -> None:
 def test_ratio_zero_leaves_the_model_unchanged(model: nn.Module, groups: list) -> None:
     for strategy in ("channel", "unstructured"):
         policy = Policy.uniform([g.id for g in groups], strategy, 0.0)
-        result = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT)
+        result = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
         assert _same_state(result.model, model)
         assert result.masks == {}
 
 
 def test_empty_policy_leaves_the_model_unchanged(model: nn.Module, groups: list) -> None:
-    result = apply_policy(model, Policy({}), groups, EXAMPLE, alignment=ALIGNMENT)
+    result = apply_policy(model, Policy({}), groups, EXAMPLE, PruneSettings(ALIGNMENT))
     assert _same_state(result.model, model)
 
 
@@ -156,7 +163,7 @@ def test_unstructured_zeroes_exact_fraction_of_each_layer(
     model: nn.Module, groups: list, ratio: float
 ) -> None:
     policy = Policy.uniform([g.id for g in groups], "unstructured", ratio)
-    result = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT)
+    result = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
     layers = [layer for g in groups for layer in g.layers]
     assert sorted(result.masks) == sorted(f"{layer}.weight" for layer in layers)
     for layer in layers:
@@ -173,7 +180,7 @@ def test_unstructured_zeroes_exact_fraction_of_each_layer(
 def test_unstructured_drops_the_smallest_weights(model: nn.Module, groups: list) -> None:
     group = groups[0]
     result = apply_policy(model, Policy({group.id: Decision("unstructured", 0.5)}), groups,
-                          EXAMPLE, alignment=ALIGNMENT)
+                          EXAMPLE, PruneSettings(ALIGNMENT))
     for layer in group.layers:
         original = model.get_submodule(layer).weight.detach().abs()
         mask = result.masks[f"{layer}.weight"].bool()
@@ -182,7 +189,7 @@ def test_unstructured_drops_the_smallest_weights(model: nn.Module, groups: list)
 
 def test_mixed_policy_masks_match_final_shapes(model: nn.Module, groups: list) -> None:
     policy = _mixed(groups)
-    result = apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT)
+    result = apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
     assert result.masks
     for key, mask in result.masks.items():
         weight = result.model.get_parameter(key)
@@ -205,18 +212,27 @@ def test_mixed_policy_masks_match_final_shapes(model: nn.Module, groups: list) -
 def test_unknown_group_is_a_user_error(model: nn.Module, groups: list) -> None:
     policy = Policy({"no.such.layer": Decision("channel", 0.5)})
     with pytest.raises(UserError, match="no.such.layer"):
-        apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT)
+        apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
 
 
 def test_unknown_strategy_is_a_user_error(model: nn.Module, groups: list) -> None:
     policy = Policy({groups[0].id: Decision("lottery", 0.5)})
     with pytest.raises(UserError, match="lottery"):
-        apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT)
+        apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
     with pytest.raises(UserError, match="channel"):
         get_strategy("lottery")
+
+
+def test_strategy_on_a_group_kind_it_cannot_prune_is_a_user_error(
+    model: nn.Module, groups: list
+) -> None:
+    policy = Policy({groups[0].id: Decision("head", 0.5)})
+    with pytest.raises(UserError, match="cannot prune conv group"):
+        apply_policy(model, policy, groups, EXAMPLE, PruneSettings(ALIGNMENT))
 
 
 def test_ignoring_a_missing_module_is_a_user_error(model: nn.Module, groups: list) -> None:
     policy = Policy.uniform([g.id for g in groups], "channel", 0.5)
     with pytest.raises(UserError, match="ghost"):
-        apply_policy(model, policy, groups, EXAMPLE, alignment=ALIGNMENT, ignored=["ghost"])
+        apply_policy(model, policy, groups, EXAMPLE,
+                     PruneSettings(ALIGNMENT, ignored=("ghost",)))

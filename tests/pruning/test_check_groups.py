@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from autoprune.models.resnet import ResNet
-from autoprune.pruning import check_groups, find_groups
+from autoprune.pruning import STRATEGIES, PruneSettings, check_groups, find_groups
 
 
 class HardCoded(nn.Module):
@@ -29,16 +29,35 @@ def test_group_with_hard_coded_width_is_rejected_with_a_reason():
     model = HardCoded().eval()
     x = torch.zeros(1, 1, 16, 16)
     groups = find_groups(model, x)
-    usable, rejected = check_groups(model, groups, x, alignment=8)
-    assert "conv2" in rejected
-    assert rejected["conv2"]
-    assert "conv1" in {g.id for g in usable}
+    usable, rejected = check_groups(model, groups, ["channel", "unstructured"], x,
+                                    PruneSettings(alignment=8))
+    assert rejected["conv2/channel"]  # the reason, e.g. "IndexError: index ... out of bounds"
+    assert usable["conv2"] == ("unstructured",)  # masks never change a shape: still allowed
+    assert usable["conv1"] == ("channel", "unstructured")
 
 
 def test_every_group_of_the_builtin_resnet_is_usable():
     model = ResNet(width=16, blocks_per_stage=1).eval()
     x = torch.zeros(1, 1, 16, 16)
     groups = find_groups(model, x)
-    usable, rejected = check_groups(model, groups, x, alignment=8)
+    usable, rejected = check_groups(model, groups, list(STRATEGIES), x, PruneSettings(alignment=8))
     assert rejected == {}
-    assert [g.id for g in usable] == [g.id for g in groups]
+    assert list(usable) == [g.id for g in groups]
+    for group in groups:
+        assert set(usable[group.id]) == {n for n, s in STRATEGIES.items() if group.kind in s.kinds}
+
+
+def test_a_choice_that_breaks_the_model_is_rejected_per_strategy():
+    from tests.fixtures.hybrid import HybridNet
+
+    torch.manual_seed(0)
+    model = HybridNet().eval()
+    x = torch.zeros(1, 1, 16, 16)
+    groups = find_groups(model, x)
+    usable, rejected = check_groups(model, groups, list(STRATEGIES), x)
+    # Halving the concatenated stream empties one branch of the concat: refused, while the
+    # same group's other strategies stay available.
+    assert "block2.project.0/channel" in rejected
+    assert "channel" not in usable["block2.project.0"]
+    assert "lowrank" in usable["block2.project.0"]
+    assert usable["attn"] == ("head",)

@@ -30,8 +30,8 @@ def test_classifier_is_excluded(model: nn.Module) -> None:
     assert "fc" not in _members(groups)
 
 
-def test_every_other_conv_belongs_to_exactly_one_group(model: nn.Module) -> None:
-    groups = find_groups(model, EXAMPLE)
+def test_every_other_conv_belongs_to_exactly_one_channel_group(model: nn.Module) -> None:
+    groups = [g for g in find_groups(model, EXAMPLE) if g.kind == "conv"]
     convs = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     members = _members(groups)
     assert sorted(members) == sorted(convs)
@@ -50,9 +50,35 @@ def test_residual_partners_share_one_group(model: nn.Module) -> None:
 def test_group_describes_its_root_layer(model: nn.Module) -> None:
     for group in find_groups(model, EXAMPLE):
         root = model.get_submodule(group.id)
+        if group.kind == "block":
+            assert type(root).__name__ == "BasicBlock"
+            assert group.channels == 1
+            assert {f"{group.id}.conv1", f"{group.id}.conv2"} <= set(group.layers)
+            continue
         assert group.kind == "conv"
         assert group.channels == root.out_channels
         assert group.id in group.layers
+
+
+def test_block_groups_are_the_identity_shortcut_blocks(model: nn.Module) -> None:
+    blocks = [g.id for g in find_groups(model, EXAMPLE) if g.kind == "block"]
+    # layer2.0 and layer3.0 change shape through a projection shortcut: not removable.
+    assert blocks == ["layer1.0"]
+
+
+def test_attention_modules_are_head_groups_and_their_projections_are_not_channels() -> None:
+    from autoprune.models.vit import ViT
+    from tests.fixtures.hybrid import HybridNet
+
+    vit_groups = {g.id: g for g in find_groups(ViT(depth=2), EXAMPLE)}
+    assert vit_groups["blocks.0.attn"].kind == "attention"
+    assert vit_groups["blocks.0.attn"].channels == 4
+    assert "blocks.0.attn.qkv" not in vit_groups  # heads are removed whole, not channels
+    assert {"blocks.0", "blocks.1"} <= {g for g, v in vit_groups.items() if v.kind == "block"}
+    hybrid = {g.id: g.kind for g in find_groups(HybridNet(), EXAMPLE)}
+    assert hybrid["attn"] == "attention"
+    assert hybrid["block1"] == hybrid["block2"] == "block"
+    assert "block1.se" not in hybrid  # a gate is not a residual block
 
 
 def test_groups_follow_module_order(model: nn.Module) -> None:

@@ -44,13 +44,13 @@ def test_params_ratio_without_strategy_is_a_user_error() -> None:
         Policy.from_params({"stem.0.ratio": 0.5})
 
 
-@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, math.nan])
+@pytest.mark.parametrize("ratio", [-0.1, 1.01, 1.5, math.nan])
 def test_decision_rejects_ratio_outside_unit_interval(ratio: float) -> None:
     with pytest.raises(UserError, match="outside"):
         Decision("channel", ratio)
 
 
-@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.999])
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.999, 1.0])
 def test_decision_accepts_ratio_in_unit_interval(ratio: float) -> None:
     assert Decision("channel", ratio).ratio == ratio
 
@@ -81,3 +81,17 @@ def test_summary_counts_active_decisions() -> None:
     summary = _policy().summary()
     assert "channel 1/3 @0.25" in summary
     assert "unstructured 1/3 @0.50" in summary
+
+
+def test_global_choices_round_trip_through_yaml_and_params() -> None:
+    policy = Policy(_policy().decisions, schedule="agp", quantize="int8")
+    assert Policy.from_yaml(policy.to_yaml()) == policy
+    assert Policy.from_params(policy.to_params()) == policy
+    assert policy.used() == ("channel", "unstructured", "agp", "int8")
+    assert "agp" in policy.summary() and "int8" in policy.summary()
+
+
+def test_fixed_ratio_strategies_need_no_ratio_and_none_means_unpruned() -> None:
+    policy = Policy.from_params({"a.strategy": "nm", "b.strategy": "layer",
+                                 "c.strategy": "none"})
+    assert policy.decisions == {"a": Decision("nm", 0.5), "b": Decision("layer", 1.0)}

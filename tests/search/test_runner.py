@@ -12,7 +12,7 @@ from autoprune.search.space import PolicySpace
 
 
 def searcher() -> StudySearch:
-    space = PolicySpace(["a.conv"], ("channel",), 0.0, 0.5, 0.1)
+    space = PolicySpace({"a.conv": ("channel",)}, 0.0, 0.5, 0.1)
     return StudySearch(space=space, metric=["accuracy", "latency_ms"], mode=["max", "min"],
                        sampler=optuna.samplers.RandomSampler(seed=0), study_name="unit-test")
 

@@ -13,8 +13,8 @@ from autoprune.search.samplers import make_sampler
 from autoprune.search.space import PolicySpace
 
 
-def space(strategies=("channel", "unstructured")) -> PolicySpace:
-    return PolicySpace(["a.conv", "b.conv"], strategies, 0.0, 0.72, 0.05)
+def space(strategies=("channel", "unstructured"), **extra) -> PolicySpace:
+    return PolicySpace({"a.conv": strategies, "b.conv": strategies}, 0.0, 0.72, 0.05, **extra)
 
 
 def test_space_suggests_one_strategy_and_ratio_per_group_on_the_grid():
@@ -46,6 +46,33 @@ def test_uniform_point_snaps_to_grid_and_prefers_channel_pruning():
     point = space().uniform_point(0.52)
     assert point["a.conv.ratio"] == pytest.approx(0.5)
     assert point["b.conv.strategy"] == "channel"
+
+
+def test_ratio_is_sampled_only_for_strategies_that_take_one():
+    s = PolicySpace({"conv": ("channel", "nm"), "block": ("layer",)}, 0.0, 0.5, 0.1,
+                    schedules=("oneshot", "agp"), quantize=("none", "int8"))
+    assert s.choices["block"] == ("layer", "none")  # a block may also be kept
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        s(trial)
+        params = trial.params
+        assert ("conv.ratio" in params) == (params["conv.strategy"] == "channel")
+        assert "block.ratio" not in params
+        policy = Policy.from_params(s.complete(params))
+        assert policy.schedule in ("oneshot", "agp") and policy.quantize in ("none", "int8")
+        if params["block.strategy"] == "layer":
+            assert policy.decisions["block"].ratio == 1.0
+        else:
+            assert "block" not in policy.decisions
+        if params["conv.strategy"] == "nm":
+            assert policy.decisions["conv"].ratio == 0.5
+        seen.add((params["conv.strategy"], params["block.strategy"], params["schedule"],
+                  params["quantize"]))
+        study.tell(trial, [0.5, 1.0])
+    assert len(seen) > 8
 
 
 def test_space_is_picklable_for_ray():

@@ -1,14 +1,24 @@
-"""Registry of pruning strategies; one module per strategy."""
+"""Registry of pruning strategies; one module per strategy, one instance each."""
 
 from __future__ import annotations
 
 from autoprune.errors import UserError
-from autoprune.pruning.strategies.base import PruneContext, Strategy
-from autoprune.pruning.strategies.channel import ChannelStrategy, kept_channels
-from autoprune.pruning.strategies.unstructured import UnstructuredStrategy
+from autoprune.pruning.strategies.base import GRAPH, MASK, SURGERY, PruneContext, Strategy
+from autoprune.pruning.strategies.channel import ChannelStrategy, NeuronStrategy, kept_channels
+from autoprune.pruning.strategies.head import HeadStrategy
+from autoprune.pruning.strategies.layer import LayerStrategy
+from autoprune.pruning.strategies.lowrank import LowRankStrategy
+from autoprune.pruning.strategies.nm import NMStrategy
+from autoprune.pruning.strategies.unstructured import (
+    GlobalUnstructuredStrategy,
+    UnstructuredStrategy,
+)
 
 STRATEGIES: dict[str, Strategy] = {
-    s.name: s for s in (ChannelStrategy(), UnstructuredStrategy())
+    s.name: s for s in (
+        ChannelStrategy(), NeuronStrategy(), HeadStrategy(), LayerStrategy(), LowRankStrategy(),
+        UnstructuredStrategy(), GlobalUnstructuredStrategy(), NMStrategy(),
+    )
 }
 
 
@@ -19,4 +29,5 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
-__all__ = ["STRATEGIES", "PruneContext", "Strategy", "get_strategy", "kept_channels"]
+__all__ = ["GRAPH", "MASK", "STRATEGIES", "SURGERY", "PruneContext", "Strategy", "get_strategy",
+           "kept_channels"]

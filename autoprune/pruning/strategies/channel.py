@@ -1,12 +1,11 @@
-"""Structured channel/filter pruning: channels are physically removed, not masked."""
+"""Structured channel/filter and neuron pruning: removed physically through the dependency graph."""
 
 from __future__ import annotations
 
 import torch
-import torch_pruning as tp
 
-from autoprune.pruning.groups import PrunableGroup
-from autoprune.pruning.strategies.base import PruneContext
+from autoprune.pruning.criteria import channel_scores
+from autoprune.pruning.strategies.base import GRAPH, Decisions, PruneContext
 
 
 def kept_channels(channels: int, ratio: float, alignment: int) -> int:
@@ -24,26 +23,42 @@ def kept_channels(channels: int, ratio: float, alignment: int) -> int:
     return min(channels, aligned)
 
 
+def prune_group_channels(context: PruneContext, root_name: str, keep: int) -> None:
+    """Cut the group rooted at `root_name` down to `keep` channels, least important first."""
+    root = context.module(root_name)
+    graph = context.graph
+    pruner = graph.get_pruner_of_module(root)
+    channels = int(graph.get_out_channels(root))
+    if keep >= channels:
+        return
+    full = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(channels)))
+    scores = channel_scores(context.criterion, full)
+    # Stable sort: equal scores always drop the same channels, so a policy rebuilds the same
+    # architecture and weights every time.
+    order = torch.sort(scores, stable=True).indices
+    drop = sorted(order[: channels - keep].tolist())
+    graph.get_pruning_group(root, pruner.prune_out_channels, drop).prune()
+
+
 class ChannelStrategy:
-    """Remove the least important output channels of a group, with every coupled layer."""
+    """Remove the least important output channels (filters) of a convolution group."""
 
     name = "channel"
-    structural = True
+    description = "structured filter pruning of conv groups, channels physically removed"
+    kinds = frozenset({"conv"})
+    stage = GRAPH
+    fixed_ratio = None
+    ramps = True
 
-    def apply(self, context: PruneContext, group: PrunableGroup, ratio: float) -> None:
-        root = context.module(group.id)
-        pruner = context.graph.get_pruner_of_module(root)
-        channels = int(context.graph.get_out_channels(root))
-        keep = kept_channels(channels, ratio, context.alignment)
-        if keep >= channels:
-            return
-        full = context.graph.get_pruning_group(root, pruner.prune_out_channels,
-                                               list(range(channels)))
-        norm = 1 if context.importance == "l1" else 2
-        scorer = tp.importance.GroupMagnitudeImportance(p=norm, normalizer=None)
-        scores = scorer(full)
-        # Stable sort: equal scores always drop the same channels, so a policy rebuilds
-        # the same architecture and weights every time.
-        order = torch.sort(scores.detach().double(), stable=True).indices
-        drop = sorted(order[: channels - keep].tolist())
-        context.graph.get_pruning_group(root, pruner.prune_out_channels, drop).prune()
+    def apply(self, context: PruneContext, decisions: Decisions) -> None:
+        for group, ratio in decisions:
+            prune_group_channels(context, group.id,
+                                 kept_channels(group.channels, ratio, context.alignment))
+
+
+class NeuronStrategy(ChannelStrategy):
+    """Remove the least important neurons (output features) of a Linear group."""
+
+    name = "neuron"
+    description = "structured neuron pruning of Linear/MLP groups, neurons physically removed"
+    kinds = frozenset({"linear"})

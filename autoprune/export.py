@@ -1,0 +1,148 @@
+"""Saving, reloading and exporting pruned models.
+
+A pruned model is saved as a bundle: the model factory and its arguments, the prunable groups,
+the policy and the pruned weights, all plain data loadable with `torch.load(weights_only=True)`.
+Reloading builds the unpruned architecture from the factory, re-applies the policy (which fixes
+every shape) and loads the weights, so the original class definitions are used unchanged and no
+pickled code is trusted. TorchScript and ONNX exports need no autoprune at all to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.config import ModelConfig
+from autoprune.errors import UserError
+from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
+from autoprune.pruning.quantize import quantize_int8
+
+FORMAT = "autoprune-pruned-model"
+VERSION = 1
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A reloaded pruned model: the float model, the int8 one if the policy quantises, and the
+    policy itself."""
+
+    model: nn.Module
+    deployed: nn.Module
+    policy: Policy
+    input_shape: tuple[int, ...]
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pruned(path: Path, model: nn.Module, *, model_config: ModelConfig,
+                input_shape: tuple[int, ...], groups: list[PrunableGroup], policy: Policy,
+                prune: PruneSettings, calibration: torch.Tensor | None = None) -> None:
+    """Write the bundle of a pruned float model to `path` (atomically).
+
+    `calibration` inputs are stored when the policy quantises, so that the int8 model can be
+    rebuilt exactly.
+    """
+    bundle = {
+        "format": FORMAT, "version": VERSION,
+        "model": {"target": model_config.target, "kwargs": dict(model_config.kwargs)},
+        "input_shape": list(input_shape),
+        "groups": [dataclasses.asdict(g) for g in groups],
+        "policy": policy.to_dict(),
+        "prune": dataclasses.asdict(prune),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+    }
+    if policy.quantize == "int8":
+        if calibration is None:
+            raise ValueError("an int8 policy needs calibration inputs in the bundle")
+        bundle["calibration"] = calibration.detach().clone()
+    _atomic_save(bundle, Path(path))
+
+
+def load_pruned(path: Path) -> LoadedModel:
+    """Rebuild the pruned model saved at `path`; raises UserError for a missing or bad file."""
+    from autoprune.models import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pruned model {path} does not exist")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable pruned-model bundle ({exc})") from exc
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+        raise UserError(f"{path} is not an autoprune pruned-model bundle")
+    if bundle.get("version") != VERSION:
+        raise UserError(f"{path} has bundle version {bundle.get('version')}; "
+                        f"this autoprune reads version {VERSION}")
+    spec = bundle["model"]
+    base = build_model(ModelConfig(name=spec["target"].rsplit(".", 1)[-1], target=spec["target"],
+                                   checkpoint=None, kwargs=dict(spec["kwargs"])))
+    groups = [PrunableGroup(g["id"], g["kind"], g["channels"], tuple(g["layers"]))
+              for g in bundle["groups"]]
+    prune = bundle["prune"]
+    settings = PruneSettings(prune["alignment"], prune["criterion"], tuple(prune["ignored"]))
+    policy = Policy.from_dict(bundle["policy"])
+    shape = tuple(bundle["input_shape"])
+    x = torch.zeros(1, *shape)
+    # Which channels a policy removes depends on the weights; how many does not. The
+    # architecture is rebuilt from the freshly built model, then the saved weights fill it.
+    model = apply_policy(base, policy, groups, x, settings,
+                         calibration=(x, torch.zeros(1, dtype=torch.long))).model
+    try:
+        model.load_state_dict(bundle["state_dict"])
+    except RuntimeError as exc:
+        raise UserError(f"{path}: the saved weights do not fit the rebuilt model "
+                        f"({str(exc).splitlines()[0]})") from exc
+    model.eval()
+    deployed = model
+    if policy.quantize == "int8":
+        deployed = quantize_int8(model, bundle["calibration"])
+    return LoadedModel(model, deployed, policy, shape)
+
+
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
+    """Export a float model to ONNX (batch dimension dynamic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (example_input,), str(path), dynamo=False,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def export_torchscript(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
+    """Trace `model` (float or int8) to TorchScript."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model.eval(), example_input, check_trace=False)
+    traced.save(str(path))
+
+
+def onnx_difference(path: Path, model: nn.Module, inputs: torch.Tensor) -> float:
+    """Largest absolute difference between ONNX Runtime's outputs for `inputs` and PyTorch's."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    (onnx_out,) = session.run(None, {name: inputs.numpy()})
+    with torch.no_grad():
+        torch_out = model.eval()(inputs).numpy()
+    return float(abs(onnx_out - torch_out).max())
