@@ -1,10 +1,12 @@
 """Saving, reloading and exporting pruned models.
 
-A pruned model is saved as a bundle: the model factory and its arguments, the prunable groups,
-the policy and the pruned weights, all plain data loadable with `torch.load(weights_only=True)`.
-Reloading builds the unpruned architecture from the factory, re-applies the policy (which fixes
-every shape) and loads the weights, so the original class definitions are used unchanged and no
-pickled code is trusted. TorchScript and ONNX exports need no autoprune at all to run.
+A pruned model is saved as a bundle: the model factory and its arguments, the base model's
+weights, the prunable groups, the policy and the pruned weights, all plain data loadable with
+`torch.load(weights_only=True)`. Reloading builds the unpruned architecture from the factory,
+loads the base weights, re-applies the policy (which rebuilds exactly the trial's architecture:
+which channels go, and so how a concatenated group's cut splits between its branches, depends
+on the base weights) and loads the pruned weights. The original class definitions are used
+unchanged and no pickled code is trusted. TorchScript and ONNX exports need no autoprune.
 """
 
 from __future__ import annotations
@@ -51,23 +53,33 @@ def _atomic_save(obj: Any, path: Path) -> None:
         raise
 
 
-def save_pruned(path: Path, model: nn.Module, *, model_config: ModelConfig,
-                input_shape: tuple[int, ...], groups: list[PrunableGroup], policy: Policy,
-                prune: PruneSettings, calibration: torch.Tensor | None = None) -> None:
-    """Write the bundle of a pruned float model to `path` (atomically).
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
 
+
+def save_pruned(path: Path, model: nn.Module, *, base_model: nn.Module,
+                model_config: ModelConfig, input_shape: tuple[int, ...],
+                groups: list[PrunableGroup], policy: Policy, prune: PruneSettings,
+                prune_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                calibration: torch.Tensor | None = None) -> None:
+    """Write the bundle of `model`, pruned from `base_model` by `policy`, to `path` (atomically).
+
+    `prune_batch` is the (inputs, labels) batch a gradient criterion scored channels on;
     `calibration` inputs are stored when the policy quantises, so that the int8 model can be
     rebuilt exactly.
     """
     bundle = {
         "format": FORMAT, "version": VERSION,
         "model": {"target": model_config.target, "kwargs": dict(model_config.kwargs)},
+        "base_state_dict": _tensors(base_model.state_dict()),
         "input_shape": list(input_shape),
         "groups": [dataclasses.asdict(g) for g in groups],
         "policy": policy.to_dict(),
         "prune": dataclasses.asdict(prune),
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": _tensors(model.state_dict()),
     }
+    if prune_batch is not None:
+        bundle["prune_batch"] = [t.detach().clone() for t in prune_batch]
     if policy.quantize == "int8":
         if calibration is None:
             raise ValueError("an int8 policy needs calibration inputs in the bundle")
@@ -94,6 +106,11 @@ def load_pruned(path: Path) -> LoadedModel:
     spec = bundle["model"]
     base = build_model(ModelConfig(name=spec["target"].rsplit(".", 1)[-1], target=spec["target"],
                                    checkpoint=None, kwargs=dict(spec["kwargs"])))
+    try:
+        base.load_state_dict(bundle["base_state_dict"])
+    except RuntimeError as exc:
+        raise UserError(f"{path}: the base weights do not fit {spec['target']} "
+                        f"({str(exc).splitlines()[0]})") from exc
     groups = [PrunableGroup(g["id"], g["kind"], g["channels"], tuple(g["layers"]))
               for g in bundle["groups"]]
     prune = bundle["prune"]
@@ -101,10 +118,9 @@ def load_pruned(path: Path) -> LoadedModel:
     policy = Policy.from_dict(bundle["policy"])
     shape = tuple(bundle["input_shape"])
     x = torch.zeros(1, *shape)
-    # Which channels a policy removes depends on the weights; how many does not. The
-    # architecture is rebuilt from the freshly built model, then the saved weights fill it.
+    batch = bundle.get("prune_batch")
     model = apply_policy(base, policy, groups, x, settings,
-                         calibration=(x, torch.zeros(1, dtype=torch.long))).model
+                         calibration=tuple(batch) if batch is not None else None).model
     try:
         model.load_state_dict(bundle["state_dict"])
     except RuntimeError as exc:

@@ -29,9 +29,11 @@ from autoprune.pruning import (
     find_groups,
     model_stats,
 )
+from autoprune.pruning.criteria import NEEDS_GRADIENTS
 from autoprune.search.objective import (
     CALIBRATION_SAMPLES,
     TrialSettings,
+    calibration_batch,
     deployed_model,
     example_input,
 )
@@ -73,21 +75,23 @@ def _rebuild(record: TrialRecord, state: dict, base: torch.nn.Module, groups: li
     x = example_input(data)
     policy = Policy.from_params(record.params)
     model = apply_policy(base, policy, groups, x, _prune_settings(settings),
-                         (x, torch.zeros(1, dtype=torch.long))).model
+                         calibration_batch(data)).model
     model.load_state_dict(state)
     return model.eval()
 
 
 def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Module,
-            groups: list, data, settings: Settings, folder: Path) -> dict:
+            base: torch.nn.Module, groups: list, data, settings: Settings, folder: Path) -> dict:
     """Write the trial's bundle, ONNX and TorchScript files; return what was checked."""
     from autoprune.export import export_onnx, export_torchscript, onnx_difference, save_pruned
 
     policy = Policy.from_params(record.params)
     x = example_input(data)
-    save_pruned(folder / "pruned.pt", model, model_config=settings.model,
+    needs_batch = settings.pruning.importance in NEEDS_GRADIENTS
+    save_pruned(folder / "pruned.pt", model, base_model=base, model_config=settings.model,
                 input_shape=data.input_shape, groups=groups, policy=policy,
                 prune=_prune_settings(settings),
+                prune_batch=calibration_batch(data) if needs_batch else None,
                 calibration=data.x_train[:CALIBRATION_SAMPLES])
     (folder / "policy.yaml").write_text(policy.to_yaml())
     export_torchscript(deployed, x, folder / "model.torchscript.pt")
@@ -265,7 +269,8 @@ def _report(study, base: torch.nn.Module, groups: list, data,
             record.pareto = True
             tracker.mark_pareto(record, test_accuracy[record.number])
             target = Path(folder) / f"trial_{record.number:03d}"
-            exports.append(_export(record, model, deployed, groups, data, settings, target))
+            exports.append(_export(record, model, deployed, base, groups, data, settings,
+                                   target))
             (target / "export.json").write_text(json.dumps(exports[-1], indent=2))
             tracker.log_trial_artifacts(record, str(target), "model")
     tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,

@@ -103,21 +103,23 @@ class HeadPrunedAttention(nn.Module):
             return t.reshape(batch, t.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split(self.q(query)), split(self.k(key)), split(self.v(value))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
         mask = _additive_mask(attn_mask, key_padding_mask, is_causal, length, k.shape[2],
-                              self.num_heads, scores.dtype)
-        if mask is not None:
-            scores = scores + mask
-        weights = torch.softmax(scores, dim=-1)
-        if self.training and self.dropout > 0:
-            weights = nn.functional.dropout(weights, self.dropout)
-        out = (weights @ v).transpose(1, 2).reshape(batch, length, -1)
-        out = self.out_proj(out)
+                              self.num_heads, q.dtype)
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+            weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
+            out = nn.functional.dropout(weights, dropout) @ v
+        else:  # the fused kernel, as nn.MultiheadAttention uses when weights are not needed
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                             dropout_p=dropout)
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, -1))
         if not self.batch_first:
             out = out.transpose(0, 1)
-        if not need_weights:
-            return out, None
-        return out, weights.mean(dim=1) if average_attn_weights else weights
+        if weights is not None and average_attn_weights:
+            weights = weights.mean(dim=1)
+        return out, weights
 
 
 def _additive_mask(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None,

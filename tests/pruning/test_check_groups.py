@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -61,3 +62,25 @@ def test_a_choice_that_breaks_the_model_is_rejected_per_strategy():
     assert "channel" not in usable["block2.project.0"]
     assert "lowrank" in usable["block2.project.0"]
     assert usable["attn"] == ("head",)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.75, 0.9])
+def test_a_concatenated_group_never_loses_a_whole_branch(ratio):
+    from autoprune.pruning import Decision, Policy, apply_policy
+    from tests.fixtures.hybrid import HybridNet
+    from tests.pruning.test_strategies import randomise_norms
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    model = HybridNet()
+    randomise_norms(model, generator)
+    model.eval()
+    x = torch.randn(1, 1, 16, 16, generator=generator)
+    groups = find_groups(model, x)
+    pruned = apply_policy(model, Policy({"block2.project.0": Decision("channel", ratio)}),
+                          groups, x).model
+    with torch.no_grad():
+        assert pruned(x).shape == (1, 10)
+    branches = (pruned.branch_a[0].out_channels, pruned.branch_b[0].out_channels)
+    assert min(branches) >= 1
+    assert sum(branches) < 32

@@ -46,15 +46,6 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 
 PAIRS = [pytest.param(s, m, id=f"{s}-{m}") for s in STRATEGIES for m in MODELS]
 
-# Known defects, kept visible: strict, so a fix turns them into failures to clean up.
-CONCAT_SPLIT = pytest.mark.xfail(strict=True, reason=(
-    "load_pruned rebuilds the architecture from freshly initialised weights, but how a "
-    "concatenated group's removed channels split between the concat's branches depends on "
-    "the weights, so the saved weights do not fit"))
-BUNDLE_PAIRS = [pytest.param(s, m, id=f"{s}-{m}",
-                             marks=[CONCAT_SPLIT] if (s, m) == ("channel", "hybrid") else [])
-                for s in STRATEGIES for m in MODELS]
-
 
 def model_config(name: str) -> ModelConfig:
     target, kwargs = MODELS[name]
@@ -190,14 +181,14 @@ def test_onnx_export_matches_pytorch(strategy: str, model_name: str, case: Case,
     assert onnx_difference(path, pruned, batch_of_two()) < 1e-4
 
 
-@pytest.mark.parametrize(("strategy", "model_name"), BUNDLE_PAIRS)
+@pytest.mark.parametrize(("strategy", "model_name"), PAIRS)
 def test_bundle_round_trip(strategy: str, model_name: str, case: Case, tmp_path) -> None:
     ratio = ratios(strategy)[1]
     policy = case.policy(strategy, ratio)
     pruned = case.prune(strategy, ratio)
     path = tmp_path / "pruned.pt"
-    save_pruned(path, pruned, model_config=model_config(model_name), input_shape=INPUT_SHAPE,
-                groups=case.groups, policy=policy, prune=SETTINGS)
+    save_pruned(path, pruned, base_model=case.model, model_config=model_config(model_name),
+                input_shape=INPUT_SHAPE, groups=case.groups, policy=policy, prune=SETTINGS)
     loaded = load_pruned(path)
     assert loaded.policy == policy
     assert loaded.input_shape == INPUT_SHAPE

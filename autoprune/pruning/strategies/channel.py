@@ -35,9 +35,17 @@ def prune_group_channels(context: PruneContext, root_name: str, keep: int) -> No
     scores = channel_scores(context.criterion, full)
     # Stable sort: equal scores always drop the same channels, so a policy rebuilds the same
     # architecture and weights every time.
-    order = torch.sort(scores, stable=True).indices
-    drop = sorted(order[: channels - keep].tolist())
-    graph.get_pruning_group(root, pruner.prune_out_channels, drop).prune()
+    order = torch.sort(scores, stable=True).indices.tolist()
+    count = channels - keep
+    group = graph.get_pruning_group(root, pruner.prune_out_channels, sorted(order[:count]))
+    # A group that spans a concatenation maps its channels onto the branches; removing the
+    # least important ones must not empty a branch (a layer with zero channels). Keep the next
+    # most important channel until every layer keeps at least one.
+    while count > 0 and not graph.check_pruning_group(group):
+        count -= 1
+        group = graph.get_pruning_group(root, pruner.prune_out_channels, sorted(order[:count]))
+    if count > 0:
+        group.prune()
 
 
 class ChannelStrategy:
