@@ -94,14 +94,48 @@ def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Modu
                 prune_batch=calibration_batch(data) if needs_batch else None,
                 calibration=data.x_train[:CALIBRATION_SAMPLES])
     (folder / "policy.yaml").write_text(policy.to_yaml())
-    export_torchscript(deployed, x, folder / "model.torchscript.pt")
-    export_onnx(model, x, folder / "model.onnx")
     stats = model_stats(model, x)
-    return {"trial": record.number, "params": stats["params"],
-            "nonzero_params": stats["nonzero_params"], "sparsity": stats["sparsity"],
-            "onnx_max_abs_diff": onnx_difference(folder / "model.onnx", model, data.x_val[:64]),
-            "onnx_precision": "fp32", "torchscript_precision": policy.quantize
-            if policy.quantize != "none" else "fp32"}
+    checked: dict = {"trial": record.number, "params": stats["params"],
+                     "nonzero_params": stats["nonzero_params"], "sparsity": stats["sparsity"]}
+    # The bundle above always works (plain data); a tracer may not follow every model the
+    # user brings: say so, and keep going.
+    try:
+        export_torchscript(deployed, x, folder / "model.torchscript.pt")
+        checked["torchscript_precision"] = "int8" if policy.quantize == "int8" else "fp32"
+    except Exception as exc:
+        checked["torchscript_error"] = _first_line(exc)
+    try:
+        export_onnx(model, x, folder / "model.onnx")
+        checked["onnx_precision"] = "fp32"
+        checked["onnx_max_abs_diff"] = onnx_difference(folder / "model.onnx", model,
+                                                       data.x_val[:64])
+    except Exception as exc:
+        (folder / "model.onnx").unlink(missing_ok=True)
+        checked["onnx_error"] = _first_line(exc)
+    for kind in ("torchscript", "onnx"):
+        if f"{kind}_error" in checked:
+            _say(f"trial {record.number}: no {kind} export ({checked[f'{kind}_error']}); "
+                 "pruned.pt holds the model")
+    return checked
+
+
+def _first_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _quantizable(quantize: tuple[str, ...], model: torch.nn.Module, data) -> tuple[str, ...]:
+    """`quantize` without int8 when the model cannot be quantised (it is then named)."""
+    from autoprune.pruning.quantize import quantize_int8
+
+    if "int8" not in quantize:
+        return quantize
+    try:
+        quantize_int8(model, data.x_train[:8])
+    except Exception as exc:
+        _say(f"int8 quantisation is left out: {_first_line(exc)}")
+        return tuple(q for q in quantize if q != "int8") or ("none",)
+    return quantize
 
 
 def _prunable_groups(model: torch.nn.Module, settings: Settings, data,
@@ -148,8 +182,12 @@ def run(settings: Settings, output_dir: str) -> None:
     base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
                               settings.seed, settings.cache_dir, _say)
     groups = _prunable_groups(base.model, settings, data, x)
-    choices, rejected = check_groups(base.model, groups, settings.pruning.strategies, x,
-                                     _prune_settings(settings))
+    pruning = settings.pruning
+    # The middle and both ends of the searched range: a cut that empties a branch or breaks
+    # a head count shows up at one of them.
+    extremes = sorted({pruning.ratio_min + pruning.ratio_step, 0.5, pruning.ratio_max})
+    choices, rejected = check_groups(base.model, groups, pruning.strategies, x,
+                                     _prune_settings(settings), extremes)
     for key, reason in rejected.items():
         gid, _, strategy = key.rpartition("/")
         _say(f"group {gid}: {strategy} is left out, it breaks the model ({reason})")
@@ -206,9 +244,8 @@ def run(settings: Settings, output_dir: str) -> None:
             "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups),
             "rejected_groups": len(rejected)})
 
-        pruning = settings.pruning
         space = PolicySpace(choices, pruning.ratio_min, pruning.ratio_max, pruning.ratio_step,
-                            pruning.schedules, pruning.quantize)
+                            pruning.schedules, _quantizable(pruning.quantize, base.model, data))
         ft = settings.finetune
         trial_settings = TrialSettings(
             prune=_prune_settings(settings),

@@ -98,14 +98,15 @@ def check_groups(
     strategies: Sequence[str],
     example_input: torch.Tensor,
     settings: PruneSettings = PruneSettings(),  # noqa: B008 - frozen, never mutated
+    ratios: Sequence[float] = (0.5,),
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
     """Which of `strategies` each group can take without breaking the model.
 
     Each structural strategy (one that changes shapes or modules) is tried on each group alone,
-    at half the group (or its fixed ratio), on a copy; the copy must still run and give outputs
-    of the original shape. Code that hard-codes a channel count (a `view` to a fixed width, say)
-    breaks here, and that choice is removed with the reason, instead of producing a broken
-    model in some trial later. Returns ({group id: usable strategies}, {"group/strategy":
+    at each of `ratios` (or its fixed ratio), on a copy; the copy must still run and give
+    outputs of the original shape. Code that hard-codes a channel count (a `view` to a fixed
+    width, say) breaks here, and that choice is removed with the reason, instead of producing a
+    broken model in some trial later. Returns ({group id: usable strategies}, {"group/strategy":
     reason}); groups with no usable strategy are left out of the first.
     """
     with torch.no_grad():
@@ -119,9 +120,10 @@ def check_groups(
             if group.kind not in strategy.kinds:
                 continue
             if strategy.stage != MASK:
-                ratio = strategy.fixed_ratio if strategy.fixed_ratio is not None else 0.5
-                reason = _breaks(model, group, groups, strategy.name, ratio, example_input,
-                                 expected, settings)
+                tried = [strategy.fixed_ratio] if strategy.fixed_ratio is not None else ratios
+                reason = next(filter(None, (
+                    _breaks(model, group, groups, strategy.name, ratio, example_input,
+                            expected, settings) for ratio in tried if ratio > 0)), "")
                 if reason:
                     rejected[f"{group.id}/{name}"] = reason
                     continue

@@ -45,7 +45,7 @@ def test_channel_trial_is_smaller_faster_and_still_accurate(setup):
     assert metrics["params"] < model_stats(model, example_input(data))["params"] / 2
     assert metrics["speedup"] > 1.0
     assert result.latency.source == "predicted"
-    assert 0.8 < metrics["accuracy"] <= 1.0
+    assert 0.7 < metrics["accuracy"] <= 1.0  # chance is 0.1
     assert metrics["nonzero_params"] <= metrics["params"]
     assert metrics["sparsity"] == pytest.approx(
         1 - metrics["nonzero_params"] / metrics["params"])
@@ -108,7 +108,7 @@ def test_iterative_schedule_reaches_the_one_shot_architecture(setup, schedule):
     assert {k: v.shape for k, v in stepped.model.state_dict().items()} == shapes
     assert stepped.metrics()["nonzero_params"] == pytest.approx(
         oneshot.metrics()["nonzero_params"], rel=0.01)
-    assert 0.8 < stepped.accuracy <= 1.0
+    assert 0.7 < stepped.accuracy <= 1.0
 
 
 def test_distillation_changes_fine_tuning(setup):
@@ -121,7 +121,7 @@ def test_distillation_changes_fine_tuning(setup):
                        trial_settings(1.0, model, data, finetune=spec), latency)
     a, b = plain.model.state_dict(), taught.model.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert 0.8 < taught.accuracy <= 1.0
+    assert 0.7 < taught.accuracy <= 1.0
 
 
 def test_int8_trial_is_quantised_timed_and_smaller(setup, settings_for):
@@ -139,4 +139,4 @@ def test_int8_trial_is_quantised_timed_and_smaller(setup, settings_for):
     assert is_quantized(result.deployed)
     assert not is_quantized(result.model)
     assert result.metrics()["size_mb"] < float_stats["size_mb"] / 2
-    assert 0.8 < result.accuracy <= 1.0
+    assert 0.7 < result.accuracy <= 1.0
