@@ -162,3 +162,20 @@ def onnx_difference(path: Path, model: nn.Module, inputs: torch.Tensor) -> float
     with torch.no_grad():
         torch_out = model.eval()(inputs).numpy()
     return float(abs(onnx_out - torch_out).max())
+
+
+def onnx_weights(path: Path) -> dict[str, float]:
+    """Values and zero fraction of an ONNX file's initializers (its stored weights).
+
+    They differ from the PyTorch parameter count by construction: the exporter folds BatchNorm
+    into the preceding convolution and turns constant lookups into constants.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    arrays = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    values = sum(int(a.size) for a in arrays)
+    zeros = sum(int(np.count_nonzero(a == 0)) for a in arrays)
+    return {"onnx_weight_values": float(values),
+            "onnx_zero_fraction": zeros / values if values else 0.0}

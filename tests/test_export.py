@@ -9,7 +9,7 @@ from torch import nn
 
 from autoprune.config import ModelConfig
 from autoprune.errors import UserError
-from autoprune.export import export_torchscript, load_pruned, save_pruned
+from autoprune.export import export_onnx, export_torchscript, load_pruned, save_pruned
 from autoprune.models import build_model
 from autoprune.pruning import (
     Decision,
@@ -165,3 +165,16 @@ def test_torchscript_export_of_an_int8_model(tmp_path) -> None:
     batch = _inputs(2, 5)
     with torch.no_grad():
         assert torch.equal(scripted(batch), quantised(batch))
+
+
+def test_onnx_weights_counts_initializers_and_zeros(tmp_path):
+    from autoprune.export import onnx_weights
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 8), nn.ReLU(), nn.Linear(8, 10)).eval()
+    with torch.no_grad():
+        model[1].weight[:, :128] = 0.0
+    path = tmp_path / "m.onnx"
+    export_onnx(model, torch.zeros(1, 1, 16, 16), path)
+    counted = onnx_weights(path)
+    assert counted["onnx_weight_values"] == _params(model)
+    assert counted["onnx_zero_fraction"] == pytest.approx(1024 / _params(model))

@@ -83,7 +83,13 @@ def _rebuild(record: TrialRecord, state: dict, base: torch.nn.Module, groups: li
 def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Module,
             base: torch.nn.Module, groups: list, data, settings: Settings, folder: Path) -> dict:
     """Write the trial's bundle, ONNX and TorchScript files; return what was checked."""
-    from autoprune.export import export_onnx, export_torchscript, onnx_difference, save_pruned
+    from autoprune.export import (
+        export_onnx,
+        export_torchscript,
+        onnx_difference,
+        onnx_weights,
+        save_pruned,
+    )
 
     policy = Policy.from_params(record.params)
     x = example_input(data)
@@ -109,6 +115,7 @@ def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Modu
         checked["onnx_precision"] = "fp32"
         checked["onnx_max_abs_diff"] = onnx_difference(folder / "model.onnx", model,
                                                        data.x_val[:64])
+        checked.update(onnx_weights(folder / "model.onnx"))
     except Exception as exc:
         (folder / "model.onnx").unlink(missing_ok=True)
         checked["onnx_error"] = _first_line(exc)
