@@ -34,8 +34,13 @@ def _axis_label(records: Sequence[TrialRecord]) -> str:
 def plot_front_png(records: Sequence[TrialRecord], front: Sequence[TrialRecord],
                    base: tuple[float, float], title: str, path: Path) -> None:
     """Scatter of every completed trial with the front as a step line and the base model."""
+    import logging
+
     import matplotlib
 
+    # Its first use on a machine builds a font cache and says so at INFO; the study has its
+    # own progress output.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
