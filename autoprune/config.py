@@ -67,6 +67,7 @@ class SearchConfig:
 @dataclass(frozen=True)
 class MeasureConfig:
     warmup: int = 20
+    warmup_s: float = 0.0  # and at least this long: a GPU coming out of idle ramps its clocks
     repeats: int = 15
     number: int = 20
     max_cv: float = 0.05
@@ -302,9 +303,9 @@ def _hardware(raw: dict[str, Any]) -> HardwareProfile:
     _check(profile.batch_size >= 1, "hardware.batch_size must be at least 1")
     _check(profile.threads >= 1, "hardware.threads must be at least 1")
     _check(measure.repeats >= 3 and measure.number >= 1 and measure.warmup >= 0
-           and measure.retries >= 0 and measure.max_cv > 0,
-           "hardware.measure needs repeats >= 3, number >= 1, warmup >= 0, retries >= 0 "
-           "and max_cv > 0")
+           and measure.warmup_s >= 0 and measure.retries >= 0 and measure.max_cv > 0,
+           "hardware.measure needs repeats >= 3, number >= 1, warmup >= 0, warmup_s >= 0, "
+           "retries >= 0 and max_cv > 0")
     if profile.mode == "predict":
         _check(roofline is not None,
                f"hardware={profile.name} has no latency model (roofline); use mode=measure")

@@ -40,7 +40,8 @@ def profile(batch: int) -> HardwareProfile:
     return HardwareProfile(
         name="cuda-check", description=torch.cuda.get_device_name(0), mode="measure",
         ray_resource=None, device="cuda", backend="torch", precision="fp16", batch_size=batch,
-        threads=1, alignment=8, measure=MeasureConfig(warmup=20, repeats=15, number=20),
+        threads=1, alignment=8,
+        measure=MeasureConfig(warmup=20, warmup_s=1.0, repeats=15, number=20),
         roofline=None)
 
 

@@ -21,7 +21,9 @@ def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
 def test_help_lists_groups_and_choices(tmp_path):
     result = cli("search", "--help", cwd=str(tmp_path))
     assert result.returncode == 0
-    for line in ("hardware: cpu, jetson", "search: nsga2, random, tpe",
+    for line in ("hardware: cpu, cuda, jetson, jetson_agx_orin, jetson_nano, "
+                 "jetson_orin_nano_super, jetson_orin_nx, jetson_xavier_nx",
+                 "search: nsga2, random, tpe",
                  "model: custom, mlp, mobilenet, resnet, resnet20, resnet8, vgg, vit",
                  "data: arrays, dataset, digits, synthetic", "pruning: all, default"):
         assert line in result.stdout
@@ -54,7 +56,7 @@ def test_top_level_usage_lists_commands():
     ("args", "expected"),
     [
         (["search", "hardware=nosuchdevice"],
-         "unknown hardware 'nosuchdevice'; choose one of: cpu, jetson"),
+         "unknown hardware 'nosuchdevice'; choose one of: cpu, cuda, jetson, jetson_agx_orin"),
         (["search", "model=nosuch"],
          "unknown model 'nosuch'; choose one of: custom, mlp, mobilenet, resnet, resnet20, "
          "resnet8, vgg, vit"),
@@ -68,7 +70,7 @@ def test_top_level_usage_lists_commands():
         (["search", "model=custom"], "model._target_ is required"),
         (["search", "model._target_=nosuchpkg.factory"], "cannot import nosuchpkg"),
         (["search", "seed=abc"], "seed must be a number"),
-        (["nosuchcommand"], "unknown command 'nosuchcommand'; choose one of: search"),
+        (["nosuchcommand"], "unknown command 'nosuchcommand'; choose one of: search, latency"),
         (["search", "model=custom", "model._target_=torch.nn.Linear", "+model.in_features=5",
           "+model.out_features=10"], "input shape (1, 16, 16) does not fit the model"),
         (["search", "model=custom", "model._target_=torch.nn.Flatten"],
@@ -122,5 +124,5 @@ def test_compose_applies_overrides():
 
 
 def test_compose_rejects_unknown_group_choice():
-    with pytest.raises(UserError, match="choose one of: cpu, jetson"):
+    with pytest.raises(UserError, match="choose one of: cpu, cuda, jetson"):
         compose("search", ["hardware=tpu"])

@@ -79,3 +79,17 @@ def test_pruning_all_enables_every_registered_choice(settings_for):
     assert set(pruning.quantize) == set(QUANTIZATIONS)
     for criterion in CRITERIA:
         assert settings_for(f"pruning.importance={criterion}").pruning.importance == criterion
+
+
+def test_every_gpu_profile_states_its_latency_model(settings_for):
+    from autoprune.paths import group_choices
+
+    for name in group_choices("hardware"):
+        profile = settings_for(f"hardware={name}").hardware
+        if profile.device == "cpu":
+            continue
+        assert profile.roofline is not None, name
+        assert set(profile.roofline.peak_tflops) == {"fp32", "fp16", "int8"}, name
+        peaks = profile.roofline.peak_tflops
+        assert 0 < peaks["fp32"] <= peaks["fp16"] <= peaks["int8"], name
+        assert profile.roofline.bandwidth_gbps > 0 and profile.measure.warmup_s >= 1.0, name

@@ -2,4 +2,5 @@
 
 COMMANDS = {
     "search": "autoprune.commands.search",
+    "latency": "autoprune.commands.latency",
 }

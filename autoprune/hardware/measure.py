@@ -60,8 +60,14 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
     threads = torch.get_num_threads()
     torch.set_num_threads(profile.threads)
     try:
-        for _ in range(settings.warmup):
+        # Warm up for `warmup` passes and at least `warmup_s` seconds: caches, allocator and
+        # lazy kernel selection settle within passes, clock frequencies within time.
+        start = time.perf_counter()
+        done = 0
+        while done < settings.warmup or time.perf_counter() - start < settings.warmup_s:
             model(x)
+            sync()
+            done += 1
         best: list[float] | None = None
         for _attempt in range(settings.retries + 1):
             blocks = []

@@ -109,3 +109,26 @@ def test_real_backend_caches_a_real_measurement(cpu: HardwareProfile) -> None:
     first = backend.latency(_net(8, seed=0))
     assert backend.latency(_net(8, seed=1)) is first
     assert first.source == "measured"
+
+
+class _Counting(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1  # counted on the class: the measurement runs a deep copy
+        return self.fc(x.flatten(1)[:, :4])
+
+
+def test_warm_up_lasts_at_least_warmup_s(cpu: HardwareProfile) -> None:
+    timed = cpu.measure.repeats * cpu.measure.number
+    _Counting.calls = 0
+    measure_latency(_Counting(), SHAPE, cpu)
+    by_count = _Counting.calls - timed
+    assert by_count == cpu.measure.warmup
+    _Counting.calls = 0
+    slow = dataclasses.replace(cpu, measure=dataclasses.replace(cpu.measure, warmup_s=0.2))
+    measure_latency(_Counting(), SHAPE, slow)
+    assert _Counting.calls - timed > 10 * by_count  # kept warming up for 0.2 s, not 1 pass

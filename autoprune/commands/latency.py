@@ -1,0 +1,67 @@
+"""`python -m autoprune latency`: one model's latency on a profile, measured and/or predicted."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from autoprune.config import HardwareProfile, Settings
+from autoprune.errors import UserError
+from autoprune.hardware.latency import Latency
+from autoprune.hardware.measure import measure_latency
+from autoprune.hardware.predictor import predict_latency
+from autoprune.models import build_model
+from autoprune.models.base import load_checkpoint
+from autoprune.pruning import model_stats
+
+SUMMARY = "measure and/or predict a model's latency on a hardware profile"
+
+
+def _can_measure_here(profile: HardwareProfile) -> tuple[bool, str]:
+    if profile.mode == "predict":
+        return False, "hardware.mode=predict"
+    if profile.ray_resource and profile.mode == "auto":
+        return False, (f"the profile measures on a Ray node advertising '{profile.ray_resource}'"
+                       "; run this command on that device (with hardware.mode=measure)")
+    if profile.device.startswith("cuda") and not torch.cuda.is_available():
+        return False, f"{profile.device} is not available on this machine"
+    return True, ""
+
+
+def describe(latency: Latency, blocks: str = "") -> str:
+    """One line: median with its spread, p90, where."""
+    if latency.source == "predicted":
+        return f"predicted {latency.median_ms:.4f} ms ({latency.device})"
+    return (f"measured  {latency.median_ms:.4f} ms +/- {100 * latency.cv:.1f}% (robust CV"
+            f"{blocks}), p90 {latency.p90_ms:.4f} ms ({latency.device})")
+
+
+def run(settings: Settings, output_dir: str) -> None:
+    """Print the model's size and its latency on `settings.hardware`."""
+    profile = settings.hardware
+    shape = (settings.data.in_channels, settings.data.resolution, settings.data.resolution)
+    torch.manual_seed(settings.seed)
+    model = build_model(settings.model).eval()
+    if settings.model.checkpoint:
+        load_checkpoint(model, settings.model.checkpoint)
+    measurable, why_not = _can_measure_here(profile)
+    if not measurable and (profile.roofline is None or profile.mode == "measure"):
+        raise UserError(f"hardware={profile.name} cannot be measured here: {why_not}"
+                        + ("; hardware.mode=predict uses its latency model"
+                           if profile.roofline is not None else ""))
+    stats = model_stats(model, torch.zeros(1, *shape))
+    print(f"{settings.model.name}: {stats['params']:,.0f} parameters, {stats['macs'] / 1e6:.2f} M "
+          f"MACs per example, input {shape}, batch {profile.batch_size}, {profile.precision}")
+    if measurable:
+        m = profile.measure
+        # Twice, a second apart, keeping the faster: interference only ever adds time.
+        first = measure_latency(model, shape, profile)
+        time.sleep(1.0)
+        latency = min(first, measure_latency(model, shape, profile), key=lambda t: t.median_ms)
+        print(describe(latency, f" of {m.repeats} blocks of {m.number} runs, "
+                                f"{profile.threads} thread(s)"), flush=True)
+    else:
+        print(f"measured  -  ({why_not})")
+    if profile.roofline is not None:
+        print(describe(predict_latency(model, shape, profile)))

@@ -1,0 +1,50 @@
+"""`python -m autoprune latency`: measured with its spread here, predicted where modelled."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from tests.test_cli import cli
+
+QUICK = ["hardware.measure.warmup=3", "hardware.measure.repeats=5", "hardware.measure.number=5",
+         "model.width=8", "model.blocks_per_stage=1"]
+MEASURED = re.compile(r"measured +([0-9.]+) ms \+/- ([0-9.]+)% \(robust CV of 5 blocks of 5 runs")
+
+
+def test_cpu_latency_is_measured_with_its_spread(tmp_path):
+    result = cli("latency", "hardware=cpu", *QUICK, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "resnet: " in result.stdout and "parameters" in result.stdout
+    match = MEASURED.search(result.stdout)
+    assert match, result.stdout
+    assert float(match.group(1)) > 0 and float(match.group(2)) >= 0
+    assert "predicted" not in result.stdout  # the cpu profile has no latency model
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_jetson_without_a_jetson_is_predicted_and_says_why(tmp_path):
+    result = cli("latency", "hardware=jetson_agx_orin", "model=mlp", cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "measured  -  (the profile measures on a Ray node advertising 'jetson'" in result.stdout
+    assert re.search(r"predicted +[0-9.]+ ms \(NVIDIA Jetson AGX Orin", result.stdout)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU to measure on")
+def test_cuda_profile_without_a_gpu_is_one_line_exit_2(tmp_path):
+    result = cli("latency", "hardware=cuda", cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("autoprune: error: hardware=cuda cannot be measured here: "
+                                     "cuda is not available on this machine; hardware.mode="
+                                     "predict uses its latency model")
+    assert result.stdout == ""
+
+
+def test_unknown_profile_lists_every_profile(tmp_path):
+    result = cli("latency", "hardware=orin", cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert ("unknown hardware 'orin'; choose one of: cpu, cuda, jetson, jetson_agx_orin, "
+            "jetson_nano, jetson_orin_nano_super, jetson_orin_nx, jetson_xavier_nx"
+            ) in result.stderr
