@@ -147,6 +147,7 @@ class Settings:
 
 MODES = ("measure", "predict", "auto")
 PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("torch", "onnxruntime")
 SAMPLERS = ("tpe", "nsga2", "random")
 
 
@@ -296,6 +297,8 @@ def _hardware(raw: dict[str, Any]) -> HardwareProfile:
                                                      "roofline": roofline})
     _check(profile.mode in MODES,
            f"unknown hardware.mode {profile.mode!r}; choose from {', '.join(MODES)}")
+    _check(profile.backend in BACKENDS,
+           f"unknown hardware.backend {profile.backend!r}; choose from {', '.join(BACKENDS)}")
     _check(profile.precision in PRECISIONS,
            f"unknown hardware.precision {profile.precision!r}; "
            f"choose from {', '.join(PRECISIONS)}")
@@ -356,6 +359,9 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
            "ray.num_cpus must be at least 1 (or null for all)")
     pruning = _pruning(dict(raw["pruning"]))
     hardware = _hardware(dict(raw["hardware"]))
+    if "int8" in pruning.quantize and hardware.backend != "torch" and hardware.mode != "predict":
+        raise UserError(f"pruning.quantize has int8, which is measured with the torch backend; "
+                        f"hardware.backend is {hardware.backend}")
     if "int8" in pruning.quantize and hardware.roofline is not None:
         _check("int8" in hardware.roofline.peak_tflops,
                f"pruning.quantize has int8 but hardware={hardware.name} has no int8 peak "

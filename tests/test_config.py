@@ -40,6 +40,10 @@ def test_profiles_state_what_the_latency_model_needs(settings_for):
     [
         (["hardware.mode=sometimes"], "unknown hardware.mode 'sometimes'"),
         (["hardware.precision=fp8"], "unknown hardware.precision 'fp8'"),
+        (["hardware.backend=tensorrt"], "unknown hardware.backend 'tensorrt'"),
+        (["hardware=cpu", "hardware.backend=onnxruntime", "pruning=all"],
+         "int8, which is measured with the torch backend"),
+        (["hardware.measure.warmup_s=-1"], "warmup_s >= 0"),
         (["hardware=cpu", "hardware.mode=predict"], "has no latency model"),
         (["search.concurrency=0"], "search.concurrency must be at least 1"),
         (["search.sampler=cmaes"], "unknown search.sampler 'cmaes'"),

@@ -91,7 +91,8 @@ class Bench:
                 int8_calibration: torch.Tensor | None = None) -> Latency:
         if int8_calibration is not None:
             model = quantize_int8(model, int8_calibration)
-        key = architecture_key(model, self.profile.name, self.profile.batch_size,
+        key = architecture_key(model, self.profile.name, self.profile.backend,
+                               self.profile.batch_size,
                                self.profile.precision, self.input_shape)
         if key in self.cache and not refresh:
             return self.cache[key]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -36,6 +36,22 @@ def resolve_device(profile: HardwareProfile) -> torch.device:
     return torch.device(profile.device)
 
 
+def _torch_runner(model: nn.Module, input_shape: Sequence[int], profile: HardwareProfile,
+                  device: torch.device) -> tuple[Callable[[], object], str, Callable[[], object]]:
+    """PyTorch eager on `device` in the profile's precision: (run one batch, device, sync)."""
+    dtype = DTYPES.get(profile.precision, torch.float32) if device.type == "cuda" else torch.float32
+    if is_quantized(model):
+        if device.type != "cpu":
+            raise RuntimeError("int8 models from PyTorch quantisation run on the CPU only")
+        dtype = torch.float32
+    else:
+        model = model.to(device=device, dtype=dtype)
+    x = torch.randn(profile.batch_size, *input_shape, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return (lambda: model(x)), name, sync
+
+
 @torch.inference_mode()
 def measure_latency(model: nn.Module, input_shape: Sequence[int],
                     profile: HardwareProfile) -> Latency:
@@ -47,16 +63,17 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
     """
     settings = profile.measure
     device = resolve_device(profile)
-    dtype = DTYPES.get(profile.precision, torch.float32) if device.type == "cuda" else torch.float32
     model = copy.deepcopy(model).eval()
-    if is_quantized(model):
-        if device.type != "cpu":
-            raise RuntimeError("int8 models from PyTorch quantisation run on the CPU only")
-        dtype = torch.float32
+    if profile.backend == "onnxruntime":
+        if is_quantized(model):
+            raise RuntimeError("int8 models from PyTorch quantisation are timed with the torch "
+                               "backend only")
+        from autoprune.hardware.onnxrt import ort_runner
+
+        run, name = ort_runner(model, input_shape, profile)
+        sync: Callable[[], object] = lambda: None  # noqa: E731 - session.run returns when done
     else:
-        model = model.to(device=device, dtype=dtype)
-    x = torch.randn(profile.batch_size, *input_shape, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        run, name, sync = _torch_runner(model, input_shape, profile, device)
     threads = torch.get_num_threads()
     torch.set_num_threads(profile.threads)
     try:
@@ -65,7 +82,7 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
         start = time.perf_counter()
         done = 0
         while done < settings.warmup or time.perf_counter() - start < settings.warmup_s:
-            model(x)
+            run()
             sync()
             done += 1
         best: list[float] | None = None
@@ -75,7 +92,7 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
                 sync()
                 start = time.perf_counter()
                 for _ in range(settings.number):
-                    model(x)
+                    run()
                 sync()
                 blocks.append((time.perf_counter() - start) * 1e3 / settings.number)
             # Interference from other processes only ever slows a run down: among noisy
@@ -87,7 +104,6 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
     finally:
         torch.set_num_threads(threads)
     assert best is not None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return Latency(median_ms=statistics.median(best), p90_ms=_percentile(best, 0.9),
                    cv=_robust_cv(best), source="measured", device=name)
 
@@ -106,7 +122,8 @@ class MeasuredLatency:
                 int8_calibration: torch.Tensor | None = None) -> Latency:
         if int8_calibration is not None:
             model = quantize_int8(model, int8_calibration)
-        key = architecture_key(model, self.profile.name, self.profile.batch_size,
+        key = architecture_key(model, self.profile.name, self.profile.backend,
+                               self.profile.batch_size,
                                self.profile.precision, self.input_shape)
         if key not in self._cache or refresh:
             result = measure_latency(model, self.input_shape, self.profile)

@@ -132,3 +132,23 @@ def test_warm_up_lasts_at_least_warmup_s(cpu: HardwareProfile) -> None:
     slow = dataclasses.replace(cpu, measure=dataclasses.replace(cpu.measure, warmup_s=0.2))
     measure_latency(_Counting(), SHAPE, slow)
     assert _Counting.calls - timed > 10 * by_count  # kept warming up for 0.2 s, not 1 pass
+
+
+def test_onnxruntime_backend_measures_the_exported_model(cpu: HardwareProfile) -> None:
+    profile = dataclasses.replace(cpu, backend="onnxruntime")
+    latency = measure_latency(_net(), SHAPE, profile)
+    assert latency.source == "measured"
+    assert latency.device.startswith("cpu (onnxruntime ")
+    assert latency.median_ms > 0 and latency.p90_ms >= latency.median_ms
+    # Same architecture, other backend: cached apart.
+    backend = MeasuredLatency(profile, SHAPE)
+    assert backend.latency(_net()).device == latency.device
+    assert MeasuredLatency(cpu, SHAPE).latency(_net()).device == "cpu"
+
+
+def test_int8_model_is_refused_by_the_onnxruntime_backend(cpu: HardwareProfile) -> None:
+    from autoprune.pruning.quantize import quantize_int8
+
+    profile = dataclasses.replace(cpu, backend="onnxruntime")
+    with pytest.raises(RuntimeError, match="torch backend only"):
+        measure_latency(quantize_int8(_net(), torch.randn(8, *SHAPE)), SHAPE, profile)
