@@ -238,7 +238,8 @@ def run(settings: Settings, output_dir: str) -> None:
 
         tracker = StudyTracker(settings.tracking.uri, settings.tracking.experiment)
         tracker.start_study(study_name, profile.name, settings.raw, {
-            "latency_source": plan.source, "optuna_study": study_name,
+            "latency_source": plan.source, "latency_node": plan.node or "none",
+            "latency_device": base_latency.device, "optuna_study": study_name,
             "optuna_storage": settings.search.storage, "autoprune_version": __version__,
             "base_model": base.path, "mlflow.note.content":
                 f"autoprune study on {profile.description}; filter trials with "

@@ -75,6 +75,7 @@ class LatencyPlan:
     where: str
     bench: Any = None
     gate: Any = None
+    node: str = ""  # Ray node id of the bench, when measured
 
     def backend(self, profile: HardwareProfile, input_shape: Sequence[int]) -> LatencyBackend:
         if self.bench is not None:
@@ -154,13 +155,14 @@ def plan_latency(profile: HardwareProfile, input_shape: Sequence[int]) -> Latenc
                             f"'{resource}', and the cluster has none")
         bench = Bench.options(resources={resource: 1}).remote(profile, input_shape, None)
         node = ray.get(bench.node_id.remote())
-        return LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'", bench)
+        return LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'", bench,
+                           node=node)
     pin = _here()
     gate = CoreGate.options(scheduling_strategy=pin).remote()
     bench = Bench.options(scheduling_strategy=pin).remote(profile, input_shape, gate)
     return LatencyPlan("measured", f"this machine ({profile.description}, "
                                    f"{profile.threads} thread(s), training paused meanwhile)",
-                       bench, gate)
+                       bench, gate, node=ray.get(bench.node_id.remote()))
 
 
 @ray.remote(num_cpus=0)
