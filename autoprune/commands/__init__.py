@@ -3,4 +3,5 @@
 COMMANDS = {
     "search": "autoprune.commands.search",
     "latency": "autoprune.commands.latency",
+    "calibrate": "autoprune.commands.calibrate",
 }

@@ -39,7 +39,9 @@ def describe(latency: Latency, blocks: str = "") -> str:
 
 def run(settings: Settings, output_dir: str) -> None:
     """Print the model's size and its latency on `settings.hardware`."""
-    profile = settings.hardware
+    from autoprune.hardware.calibrate import calibrated
+
+    profile, calibration = calibrated(settings.hardware, settings.cache_dir)
     shape = (settings.data.in_channels, settings.data.resolution, settings.data.resolution)
     torch.manual_seed(settings.seed)
     model = build_model(settings.model).eval()
@@ -64,4 +66,4 @@ def run(settings: Settings, output_dir: str) -> None:
     else:
         print(f"measured  -  ({why_not})")
     if profile.roofline is not None:
-        print(describe(predict_latency(model, shape, profile)))
+        print(f"{describe(predict_latency(model, shape, profile))}; {calibration}")

@@ -214,14 +214,16 @@ def run(settings: Settings, output_dir: str) -> None:
     base_stats = model_stats(base.model, x)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     study_name = f"{settings.study_name}-{stamp}-{secrets.token_hex(2)}"
-    profile = settings.hardware
+    from autoprune.hardware.calibrate import calibrated
+
+    profile, calibration = calibrated(settings.hardware, settings.cache_dir)
 
     runner.start_ray(settings.ray)
     tracker = None
     try:
         plan = runner.plan_latency(profile, data.input_shape)
         if plan.source == "predicted":
-            _say(f"latency: PREDICTED, not measured: {plan.where}")
+            _say(f"latency: PREDICTED, not measured: {plan.where}; {calibration}")
         else:
             _say(f"latency: measured on {plan.where}")
         if (plan.source == "measured" and "int8" in settings.pruning.quantize

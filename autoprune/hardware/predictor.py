@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from autoprune.config import HardwareProfile
+from autoprune.config import HardwareProfile, RooflineConfig
 from autoprune.hardware.latency import Latency
 
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -113,21 +113,24 @@ def record_kernels(model: nn.Module, input_shape: Sequence[int],
     return recorder.kernels
 
 
+def kernel_time_ms(kernel: Kernel, roof: RooflineConfig, precision: str) -> float:
+    """One kernel's roofline time plus launch overhead; 0 for a kernel fused into another."""
+    if kernel.op == "fusible" and roof.fuse_elementwise:
+        return 0.0
+    peak = roof.peak_tflops[precision] * 1e12 * roof.compute_efficiency
+    bandwidth = roof.bandwidth_gbps * 1e9 * roof.memory_efficiency
+    compute = kernel.flops / peak if kernel.op in ("conv", "gemm") else 0.0
+    return (max(compute, kernel.bytes / bandwidth) * 1e6 + roof.kernel_overhead_us) / 1e3
+
+
 def predict_latency(model: nn.Module, input_shape: Sequence[int],
                     profile: HardwareProfile) -> Latency:
     """Return the roofline prediction of `model`'s latency on `profile` (source "predicted")."""
     roof = profile.roofline
     if roof is None:
         raise ValueError(f"hardware={profile.name} has no latency model (roofline)")
-    peak = roof.peak_tflops[profile.precision] * 1e12 * roof.compute_efficiency
-    bandwidth = roof.bandwidth_gbps * 1e9 * roof.memory_efficiency
-    total_us = 0.0
-    for kernel in record_kernels(model, input_shape, profile):
-        if kernel.op == "fusible" and roof.fuse_elementwise:
-            continue
-        compute = kernel.flops / peak if kernel.op in ("conv", "gemm") else 0.0
-        total_us += max(compute, kernel.bytes / bandwidth) * 1e6 + roof.kernel_overhead_us
-    ms = total_us / 1e3
+    ms = sum(kernel_time_ms(k, roof, profile.precision)
+             for k in record_kernels(model, input_shape, profile))
     return Latency(median_ms=ms, p90_ms=ms, cv=0.0, source="predicted",
                    device=profile.description)
 

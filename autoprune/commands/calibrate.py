@@ -1,0 +1,57 @@
+"""`python -m autoprune calibrate`: fit a profile's latency model to measurements made here."""
+
+from __future__ import annotations
+
+import time
+
+from autoprune.config import Settings
+from autoprune.errors import UserError
+from autoprune.hardware import calibrate as cal
+from autoprune.hardware.measure import measure_latency
+
+SUMMARY = "fit a profile's latency model to latencies measured on this device"
+VARIANTS = 6  # per zoo model: the unpruned model and five random structured prunings
+SEED = 1  # the predictor benchmark draws its variants with other seeds
+
+
+def run(settings: Settings, output_dir: str) -> None:
+    """Measure the calibration set, fit, report the fit and store it per profile."""
+    from autoprune.commands.latency import _can_measure_here
+
+    profile = settings.hardware
+    if profile.roofline is None:
+        raise UserError(f"hardware={profile.name} has no latency model (roofline) to calibrate")
+    measurable, why_not = _can_measure_here(profile)
+    if not measurable:
+        raise UserError(f"calibrate measures on this machine, and hardware={profile.name} "
+                        f"cannot be measured here: {why_not}")
+    shape = (settings.data.in_channels, settings.data.resolution, settings.data.resolution)
+    started = time.monotonic()
+    models = [(name, m) for name in cal.ZOO
+              for m in cal.pruned_variants(name, VARIANTS, SEED, profile.alignment, shape)]
+    print(f"calibrating the latency model of {profile.description} on {len(models)} models",
+          flush=True)
+    device = ""
+
+    def measure(model):  # noqa: ANN001, ANN202
+        nonlocal device
+        latency = measure_latency(model, shape, profile)
+        device = latency.device
+        return latency
+
+    samples = []
+    for index, (name, model) in enumerate(models, start=1):
+        samples.extend(cal.collect([(name, model)], profile, shape, measure))
+        print(f"[{index:3d}/{len(models)}] {name:<10} {samples[-1].measured_ms:.4f} ms",
+              flush=True)
+    before = cal.errors(samples, profile.roofline, profile.precision)
+    fitted = cal.fit(samples, profile.roofline, profile.precision)
+    after = cal.errors(samples, fitted, profile.precision)
+    path = cal.calibration_path(settings.cache_dir, profile)
+    cal.save(path, profile, fitted, device, before, after, len(samples))
+    print(f"fitted: compute efficiency {fitted.compute_efficiency:.3f}, memory efficiency "
+          f"{fitted.memory_efficiency:.3f}, kernel overhead {fitted.kernel_overhead_us:.2f} us")
+    print(f"on the calibration set: MAPE {100 * before['mape']:.1f}% -> "
+          f"{100 * after['mape']:.1f}%, Kendall tau {before['kendall_tau']:.3f} -> "
+          f"{after['kendall_tau']:.3f} ({time.monotonic() - started:.0f} s)")
+    print(f"stored in {path}; used from now on by hardware={profile.name}")

@@ -1,0 +1,37 @@
+"""`python -m autoprune calibrate`: measured here, fitted, stored, and used from then on."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from tests.test_cli import cli
+
+QUICK = ["hardware.measure.warmup=2", "hardware.measure.repeats=3", "hardware.measure.number=3"]
+
+
+@pytest.mark.slow
+def test_calibration_is_stored_and_then_used(tmp_path):
+    result = cli("calibrate", "hardware=cpu", f"cache_dir={tmp_path}", *QUICK, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "[ 36/36]" in result.stdout
+    assert re.search(r"MAPE [0-9.]+% -> [0-9.]+%, Kendall tau", result.stdout)
+    stored = json.loads((tmp_path / "calibration" / "cpu.json").read_text())
+    assert stored["samples"] == 36 and stored["device"] == "cpu"
+    # The fit is no worse than the defaults on the set it was fitted to.
+    assert stored["fit_after"]["mape"] <= stored["fit_before"]["mape"]
+    latency = cli("latency", "hardware=cpu", f"cache_dir={tmp_path}", *QUICK, cwd=str(tmp_path))
+    assert "latency model calibrated on cpu at " in latency.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU to measure on")
+def test_calibrating_a_device_that_is_not_here_is_one_line_exit_2(tmp_path):
+    result = cli("calibrate", "hardware=jetson", cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("autoprune: error: calibrate measures on this machine, and "
+                                    "hardware=jetson cannot be measured here: the profile "
+                                    "measures on a Ray node advertising 'jetson'")
+    assert len(result.stderr.strip().splitlines()) == 1
