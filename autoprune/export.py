@@ -12,17 +12,15 @@ unchanged and no pickled code is trusted. TorchScript and ONNX exports need no a
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from autoprune.config import ModelConfig
 from autoprune.errors import UserError
+from autoprune.models.base import save_atomic
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.quantize import quantize_int8
 
@@ -39,18 +37,6 @@ class LoadedModel:
     deployed: nn.Module
     policy: Policy
     input_shape: tuple[int, ...]
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -84,7 +70,7 @@ def save_pruned(path: Path, model: nn.Module, *, base_model: nn.Module,
         if calibration is None:
             raise ValueError("an int8 policy needs calibration inputs in the bundle")
         bundle["calibration"] = calibration.detach().clone()
-    _atomic_save(bundle, Path(path))
+    save_atomic(bundle, Path(path))
 
 
 def load_pruned(path: Path) -> LoadedModel:

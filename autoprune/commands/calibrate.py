@@ -7,7 +7,7 @@ import time
 from autoprune.config import Settings
 from autoprune.errors import UserError
 from autoprune.hardware import calibrate as cal
-from autoprune.hardware.measure import measure_latency
+from autoprune.hardware.measure import measurable_here, measure_latency
 
 SUMMARY = "fit a profile's latency model to latencies measured on this device"
 VARIANTS = 6  # per zoo model: the unpruned model and five random structured prunings
@@ -16,12 +16,10 @@ SEED = 1  # the predictor benchmark draws its variants with other seeds
 
 def run(settings: Settings, output_dir: str) -> None:
     """Measure the calibration set, fit, report the fit and store it per profile."""
-    from autoprune.commands.latency import _can_measure_here
-
     profile = settings.hardware
     if profile.roofline is None:
         raise UserError(f"hardware={profile.name} has no latency model (roofline) to calibrate")
-    measurable, why_not = _can_measure_here(profile)
+    measurable, why_not = measurable_here(profile)
     if not measurable:
         raise UserError(f"calibrate measures on this machine, and hardware={profile.name} "
                         f"cannot be measured here: {why_not}")

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from autoprune.config import HardwareProfile, Settings
+from autoprune.config import Settings
 from autoprune.errors import UserError
-from autoprune.hardware.latency import Latency
-from autoprune.hardware.measure import measure_latency
+from autoprune.hardware.latency import Latency, settled_latency
+from autoprune.hardware.measure import MeasuredLatency, measurable_here
 from autoprune.hardware.predictor import predict_latency
 from autoprune.models import build_model
 from autoprune.models.base import load_checkpoint
 from autoprune.pruning import model_stats
 
 SUMMARY = "measure and/or predict a model's latency on a hardware profile"
-
-
-def _can_measure_here(profile: HardwareProfile) -> tuple[bool, str]:
-    if profile.mode == "predict":
-        return False, "hardware.mode=predict"
-    if profile.ray_resource and profile.mode == "auto":
-        return False, (f"the profile measures on a Ray node advertising '{profile.ray_resource}'"
-                       "; run this command on that device (with hardware.mode=measure)")
-    if profile.device.startswith("cuda") and not torch.cuda.is_available():
-        return False, f"{profile.device} is not available on this machine"
-    return True, ""
 
 
 def describe(latency: Latency, blocks: str = "") -> str:
@@ -47,7 +34,7 @@ def run(settings: Settings, output_dir: str) -> None:
     model = build_model(settings.model).eval()
     if settings.model.checkpoint:
         load_checkpoint(model, settings.model.checkpoint)
-    measurable, why_not = _can_measure_here(profile)
+    measurable, why_not = measurable_here(profile)
     if not measurable and (profile.roofline is None or profile.mode == "measure"):
         raise UserError(f"hardware={profile.name} cannot be measured here: {why_not}"
                         + ("; hardware.mode=predict uses its latency model"
@@ -57,10 +44,7 @@ def run(settings: Settings, output_dir: str) -> None:
           f"MACs per example, input {shape}, batch {profile.batch_size}, {profile.precision}")
     if measurable:
         m = profile.measure
-        # Twice, a second apart, keeping the faster: interference only ever adds time.
-        first = measure_latency(model, shape, profile)
-        time.sleep(1.0)
-        latency = min(first, measure_latency(model, shape, profile), key=lambda t: t.median_ms)
+        latency = settled_latency(MeasuredLatency(profile, shape), model)
         print(describe(latency, f" of {m.repeats} blocks of {m.number} runs, "
                                 f"{profile.threads} thread(s)"), flush=True)
     else:

@@ -17,7 +17,7 @@ from autoprune import __version__
 from autoprune.config import Settings
 from autoprune.data import load_data
 from autoprune.errors import StudyFailed, UserError
-from autoprune.hardware.latency import Latency
+from autoprune.hardware.latency import settled_latency
 from autoprune.models import build_model
 from autoprune.models.base import prepare_base_model
 from autoprune.pruning import (
@@ -156,20 +156,6 @@ def _prunable_groups(model: torch.nn.Module, settings: Settings, data,
     return groups
 
 
-def _base_latency(backend, model: torch.nn.Module) -> Latency:
-    """The base model's latency: every speedup divides by it, so measure it twice, apart.
-
-    A burst of other work (Ray starting, a previous study's processes exiting) can slow a whole
-    measurement evenly, which its spread does not reveal; interference only adds time, so the
-    faster of two measurements a second apart is kept (`refresh` keeps the faster).
-    """
-    first = backend.latency(model)
-    if first.source != "measured":
-        return first
-    time.sleep(1.0)
-    return backend.latency(model, refresh=True)
-
-
 def run(settings: Settings, output_dir: str) -> None:
     """Run one study; see the README for what lands where."""
     from autoprune.search import runner
@@ -232,7 +218,7 @@ def run(settings: Settings, output_dir: str) -> None:
                             f"hardware={profile.name} measures on {profile.device}: use "
                             "pruning.quantize=[none] or hardware.mode=predict")
         backend = plan.backend(profile, data.input_shape)
-        base_latency = _base_latency(backend, base.model)
+        base_latency = settled_latency(backend, base.model)
         _say(f"study {study_name}: base model ({base.source}) val accuracy "
              f"{100 * base_accuracy:.2f}%, latency {base_latency.median_ms:.3f} ms "
              f"(p90 {base_latency.p90_ms:.3f}, cv {100 * base_latency.cv:.1f}%, "

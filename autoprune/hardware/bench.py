@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
-from autoprune.hardware.latency import Latency, architecture_key
-from autoprune.hardware.measure import measure_latency
-from autoprune.pruning.quantize import quantize_int8
+from autoprune.hardware.latency import Latency
+from autoprune.hardware.measure import measure_latency, timed_model, timing_key
 
 
 @ray.remote(num_cpus=0)
@@ -89,13 +88,10 @@ class Bench:
 
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
-        if int8_calibration is not None:
-            model = quantize_int8(model, int8_calibration)
-        key = architecture_key(model, self.profile.name, self.profile.backend,
-                               self.profile.batch_size,
-                               self.profile.precision, self.input_shape)
+        key = timing_key(model, self.profile, self.input_shape, int8_calibration is not None)
         if key in self.cache and not refresh:
             return self.cache[key]
+        model = timed_model(model, int8_calibration)
         if self.gate is not None:
             ray.get(self.gate.enter_measure.remote())
         try:

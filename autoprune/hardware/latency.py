@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -47,12 +48,23 @@ class LatencyBackend(Protocol):
         ...
 
 
+def settled_latency(backend: LatencyBackend, model: nn.Module) -> Latency:
+    """A reference latency (every speedup divides by it): measured twice, a second apart.
+
+    A burst of other work (Ray starting, a previous study's processes exiting) can slow a whole
+    measurement evenly, which its spread does not reveal; interference only adds time, so the
+    faster of the two is kept (`refresh` keeps the faster). Predictions are returned as they are.
+    """
+    first = backend.latency(model)
+    if first.source != "measured":
+        return first
+    time.sleep(1.0)
+    return backend.latency(model, refresh=True)
+
+
 def architecture_key(model: nn.Module, *extra: object) -> str:
     """Hash of module types and tensor shapes: equal for models that run the same kernels."""
     parts = [f"{name}:{type(m).__name__}" for name, m in model.named_modules()]
-    parts += [f"{name}:{tuple(getattr(t, 'shape', ()))}" for name, t in model.state_dict().items()]
-    # Quantised layers keep their weights packed, out of the state dict's shapes.
-    parts += [f"{name}:{tuple(m.weight().shape)}" for name, m in model.named_modules()
-              if callable(getattr(m, "weight", None))]
+    parts += [f"{name}:{tuple(t.shape)}" for name, t in model.state_dict().items()]
     parts += [repr(e) for e in extra]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]

@@ -108,6 +108,32 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
                    cv=_robust_cv(best), source="measured", device=name)
 
 
+def measurable_here(profile: HardwareProfile) -> tuple[bool, str]:
+    """Whether `profile` can be measured in this process, and if not, why."""
+    if profile.mode == "predict":
+        return False, "hardware.mode=predict"
+    if profile.ray_resource and profile.mode == "auto":
+        return False, (f"the profile measures on a Ray node advertising '{profile.ray_resource}'"
+                       "; run this command on that device (with hardware.mode=measure)")
+    if profile.device.startswith("cuda") and not torch.cuda.is_available():
+        return False, f"{profile.device} is not available on this machine"
+    return True, ""
+
+
+def timing_key(model: nn.Module, profile: HardwareProfile, input_shape: Sequence[int],
+               int8: bool) -> str:
+    """Cache key of one measurement: the float architecture, the profile's settings, int8."""
+    return architecture_key(model, profile.name, profile.backend, profile.batch_size,
+                            profile.precision, tuple(input_shape), "int8" if int8 else "")
+
+
+def timed_model(model: nn.Module, int8_calibration: torch.Tensor | None) -> nn.Module:
+    """The model a measurement times: `model`, or its int8 version."""
+    if int8_calibration is None:
+        return model
+    return quantize_int8(model, int8_calibration)
+
+
 class MeasuredLatency:
     """Measures in this process; identical architectures are measured once."""
 
@@ -120,13 +146,10 @@ class MeasuredLatency:
 
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
-        if int8_calibration is not None:
-            model = quantize_int8(model, int8_calibration)
-        key = architecture_key(model, self.profile.name, self.profile.backend,
-                               self.profile.batch_size,
-                               self.profile.precision, self.input_shape)
+        key = timing_key(model, self.profile, self.input_shape, int8_calibration is not None)
         if key not in self._cache or refresh:
-            result = measure_latency(model, self.input_shape, self.profile)
+            result = measure_latency(timed_model(model, int8_calibration), self.input_shape,
+                                     self.profile)
             if key in self._cache:  # interference only adds time: keep the faster
                 result = min(result, self._cache[key], key=lambda lat: lat.median_ms)
             self._cache[key] = result

@@ -72,7 +72,8 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
         raise UserError(f"model.checkpoint {path!r} does not fit the model: {detail}") from exc
 
 
-def _save_atomic(state: dict, path: Path) -> None:
+def save_atomic(state: dict, path: Path) -> None:
+    """torch.save `state` to `path` through a temporary file: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -114,5 +115,5 @@ def prepare_base_model(
     except TrialFailed as exc:
         raise UserError(f"training the base model failed: {exc}; "
                         "lower finetune.base_lr or pass model.checkpoint") from exc
-    _save_atomic(model.state_dict(), path)
+    save_atomic(model.state_dict(), path)
     return BaseModel(model.eval(), "trained", str(path))
