@@ -82,6 +82,10 @@ class RooflineConfig:
     compute_efficiency: float
     memory_efficiency: float
     fuse_elementwise: bool
+    # Depthwise convolutions reach a far smaller fraction of peak than dense ones, and data
+    # movers (normalisation, activations, pooling) pay a launch cost of their own.
+    depthwise_efficiency: float
+    elementwise_overhead_us: float
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from autoprune.hardware import calibrate as cal
 from autoprune.hardware.measure import measurable_here, measure_latency
 
 SUMMARY = "fit a profile's latency model to latencies measured on this device"
-VARIANTS = 6  # per zoo model: the unpruned model and five random structured prunings
+VARIANTS = 12  # per zoo model: the unpruned model and eleven random structured prunings
 SEED = 1  # the predictor benchmark draws its variants with other seeds
 
 
@@ -27,8 +27,8 @@ def run(settings: Settings, output_dir: str) -> None:
     started = time.monotonic()
     models = [(name, m) for name in cal.ZOO
               for m in cal.pruned_variants(name, VARIANTS, SEED, profile.alignment, shape)]
-    print(f"calibrating the latency model of {profile.description} on {len(models)} models",
-          flush=True)
+    print(f"calibrating the latency model of {profile.description} on {len(models)} models, "
+          "each measured twice", flush=True)
     device = ""
 
     def measure(model):  # noqa: ANN001, ANN202
@@ -37,18 +37,16 @@ def run(settings: Settings, output_dir: str) -> None:
         device = latency.device
         return latency
 
-    samples = []
-    for index, (name, model) in enumerate(models, start=1):
-        samples.extend(cal.collect([(name, model)], profile, shape, measure))
-        print(f"[{index:3d}/{len(models)}] {name:<10} {samples[-1].measured_ms:.4f} ms",
-              flush=True)
+    def progress(done: int, total: int, name: str, ms: float) -> None:
+        print(f"[{done:3d}/{total}] {name:<10} {ms:.4f} ms", flush=True)
+
+    samples = cal.collect(models, profile, shape, measure, progress=progress)
     before = cal.errors(samples, profile.roofline, profile.precision)
     fitted = cal.fit(samples, profile.roofline, profile.precision)
     after = cal.errors(samples, fitted, profile.precision)
     path = cal.calibration_path(settings.cache_dir, profile)
     cal.save(path, profile, fitted, device, before, after, len(samples))
-    print(f"fitted: compute efficiency {fitted.compute_efficiency:.3f}, memory efficiency "
-          f"{fitted.memory_efficiency:.3f}, kernel overhead {fitted.kernel_overhead_us:.2f} us")
+    print("fitted: " + ", ".join(f"{name} {getattr(fitted, name):.3g}" for name in cal.FITTED))
     print(f"on the calibration set: MAPE {100 * before['mape']:.1f}% -> "
           f"{100 * after['mape']:.1f}%, Kendall tau {before['kendall_tau']:.3f} -> "
           f"{after['kendall_tau']:.3f} ({time.monotonic() - started:.0f} s)")

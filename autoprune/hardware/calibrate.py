@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile, ModelConfig, RooflineConfig
-from autoprune.hardware.predictor import Kernel, kernel_time_ms, record_kernels
+from autoprune.hardware.predictor import COMPUTE, Kernel, kernel_time_ms, record_kernels
 
 ZOO = {
     "resnet8": ("autoprune.models.resnet.ResNet", {"blocks_per_stage": 1}),
@@ -40,11 +40,12 @@ RATIOS = (0.1, 0.25, 0.4, 0.5, 0.6, 0.75)
 
 @dataclass(frozen=True)
 class Sample:
-    """One model's recorded kernels and its measured latency."""
+    """One model's recorded kernels, its measured latency and each pass's measurement."""
 
     name: str
     kernels: tuple[Kernel, ...]
     measured_ms: float
+    passes: tuple[float, ...] = ()
 
 
 def pruned_variants(name: str, count: int, seed: int, alignment: int = 8,
@@ -90,25 +91,64 @@ def predict_ms(kernels: Sequence[Kernel], roofline: RooflineConfig, precision: s
     return sum(kernel_time_ms(k, roofline, precision) for k in kernels)
 
 
+# The latency model's factors that calibration fits (the peaks and bandwidth are published).
+FITTED = ("compute_efficiency", "depthwise_efficiency", "memory_efficiency",
+          "kernel_overhead_us", "elementwise_overhead_us")
+
+
+def _prediction(samples: Sequence[Sample], roofline: RooflineConfig, precision: str):  # noqa: ANN202
+    """A vectorised `predict_ms` over all samples, as a function of the fitted factors."""
+    import numpy as np
+
+    kernels = [(i, k) for i, s in enumerate(samples) for k in s.kernels
+               if not (k.op == "fusible" and roofline.fuse_elementwise)]
+    owner = np.array([i for i, _ in kernels])
+    flops = np.array([k.flops for _, k in kernels])
+    moved = np.array([k.bytes for _, k in kernels])
+    arithmetic = np.array([k.op in COMPUTE for _, k in kernels])
+    depthwise = np.array([k.op == "dwconv" for _, k in kernels])
+    peak = roofline.peak_tflops[precision] * 1e12
+    bandwidth = roofline.bandwidth_gbps * 1e9
+
+    def predict(factors: dict[str, float]):  # noqa: ANN202
+        efficiency = np.where(depthwise, factors["depthwise_efficiency"],
+                              factors["compute_efficiency"])
+        compute = np.where(arithmetic, flops / (peak * efficiency), 0.0)
+        memory = moved / (bandwidth * factors["memory_efficiency"])
+        overhead = np.where(arithmetic, factors["kernel_overhead_us"],
+                            factors["elementwise_overhead_us"])
+        ms = (np.maximum(compute, memory) * 1e6 + overhead) / 1e3
+        return np.bincount(owner, weights=ms, minlength=len(samples))
+
+    return predict
+
+
 def fit(samples: Sequence[Sample], roofline: RooflineConfig, precision: str) -> RooflineConfig:
-    """The roofline with efficiencies and kernel overhead fitted to `samples`."""
+    """The roofline with the `FITTED` factors fitted to `samples` (least squares of log
+    latency, from a few starting points)."""
+    import numpy as np
     from scipy.optimize import minimize
 
-    def with_params(params: Sequence[float]) -> RooflineConfig:
-        compute, memory, overhead = (math.exp(p) for p in params)
-        return dataclasses.replace(roofline, compute_efficiency=compute,
-                                   memory_efficiency=memory, kernel_overhead_us=overhead)
+    predict = _prediction(samples, roofline, precision)
+    measured = np.log([s.measured_ms for s in samples])
 
-    def loss(params: Sequence[float]) -> float:
-        candidate = with_params(params)
-        return sum((math.log(predict_ms(s.kernels, candidate, precision))
-                    - math.log(s.measured_ms)) ** 2 for s in samples)
+    def loss(params) -> float:  # noqa: ANN001
+        factors = np.exp(np.clip(params, -30.0, 30.0))
+        predicted = predict(dict(zip(FITTED, factors, strict=True)))
+        return float(np.sum((np.log(predicted) - measured) ** 2))
 
-    start = [math.log(roofline.compute_efficiency), math.log(roofline.memory_efficiency),
-             math.log(max(roofline.kernel_overhead_us, 0.1))]
-    result = minimize(loss, start, method="Nelder-Mead",
-                      options={"maxiter": 3000, "xatol": 1e-5, "fatol": 1e-10})
-    return with_params(result.x)
+    given = np.log([max(getattr(roofline, name), 1e-3) for name in FITTED])
+    best = None
+    methods = {"Nelder-Mead": {"xatol": 1e-6, "fatol": 1e-12}, "Powell": {"xtol": 1e-6}}
+    for start in (given, given + math.log(2), given - math.log(2)):
+        for method, tolerances in methods.items():
+            result = minimize(loss, start, method=method,
+                              options={"maxiter": 20000, "maxfev": 20000, **tolerances})
+            if best is None or result.fun < best.fun:
+                best = result
+    fitted = dict(zip(FITTED, (float(v) for v in np.exp(np.clip(best.x, -30.0, 30.0))),
+                      strict=True))
+    return dataclasses.replace(roofline, **fitted)
 
 
 def errors(samples: Sequence[Sample], roofline: RooflineConfig,
@@ -124,10 +164,21 @@ def errors(samples: Sequence[Sample], roofline: RooflineConfig,
 
 
 def collect(models: Sequence[tuple[str, nn.Module]], profile: HardwareProfile,
-            input_shape: Sequence[int], measure) -> list[Sample]:  # noqa: ANN001
-    """Record and measure each model (`measure(model) -> Latency`)."""
-    return [Sample(name, tuple(record_kernels(model, input_shape, profile)),
-                   measure(model).median_ms) for name, model in models]
+            input_shape: Sequence[int], measure, passes: int = 2,  # noqa: ANN001
+            progress=None) -> list[Sample]:  # noqa: ANN001
+    """Record each model and measure it (`measure(model) -> Latency`) once per pass, all
+    models in turn; its latency is the fastest pass. A shared machine can run at half speed
+    for a second or more, which a single measurement's spread does not reveal but a second
+    pass minutes later does. `progress(done, total, name, ms)` is called per measurement."""
+    times: list[list[float]] = [[] for _ in models]
+    total = passes * len(models)
+    for p in range(passes):
+        for index, (name, model) in enumerate(models):
+            times[index].append(measure(model).median_ms)
+            if progress is not None:
+                progress(p * len(models) + index + 1, total, name, times[index][-1])
+    return [Sample(name, tuple(record_kernels(model, input_shape, profile)), min(runs),
+                   tuple(runs)) for (name, model), runs in zip(models, times, strict=True)]
 
 
 def calibration_path(cache_dir: str, profile: HardwareProfile) -> Path:
@@ -141,9 +192,7 @@ def save(path: Path, profile: HardwareProfile, fitted: RooflineConfig, device: s
     data = {"profile": profile.name, "device": device, "backend": profile.backend,
             "precision": profile.precision, "samples": count,
             "created": dt.datetime.now().isoformat(timespec="seconds"),
-            "compute_efficiency": fitted.compute_efficiency,
-            "memory_efficiency": fitted.memory_efficiency,
-            "kernel_overhead_us": fitted.kernel_overhead_us,
+            **{name: getattr(fitted, name) for name in FITTED},
             "fit_before": before, "fit_after": after}
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
@@ -162,10 +211,10 @@ def calibrated(profile: HardwareProfile, cache_dir: str) -> tuple[HardwareProfil
     try:
         data = json.loads(path.read_text())
         roofline = dataclasses.replace(
-            profile.roofline, compute_efficiency=float(data["compute_efficiency"]),
-            memory_efficiency=float(data["memory_efficiency"]),
-            kernel_overhead_us=float(data["kernel_overhead_us"]))
-    except (ValueError, KeyError, TypeError) as exc:
+            profile.roofline, **{name: float(data[name]) for name in FITTED})
+    except KeyError as exc:
+        return profile, f"latency model uncalibrated ({path} lacks {exc}: run calibrate again)"
+    except (ValueError, TypeError) as exc:
         return profile, f"latency model uncalibrated ({path} is unreadable: {exc})"
     return (dataclasses.replace(profile, roofline=roofline),
             f"latency model calibrated on {data.get('device', '?')} at {data.get('created', '?')}")

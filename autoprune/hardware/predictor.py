@@ -2,8 +2,10 @@
 
 The model's ATen operators are recorded once at the profile's batch size (a dispatch mode, so
 any PyTorch model works). Each kernel costs max(compute time, memory time) plus a fixed
-overhead. Channel counts are rounded up to the profile's alignment before counting compute,
-because tensor-core tiles process whole multiples of it: 57 channels cost as much as 64.
+overhead: one for arithmetic kernels, one for data movers (normalisation, activations).
+Depthwise convolutions have an efficiency of their own. Channel counts are rounded up to the
+profile's alignment before counting compute, because tensor-core tiles process whole
+multiples of it: 57 channels cost as much as 64.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ FUSIBLE = {aten._native_batch_norm_legit_no_training.default, aten.batch_norm.de
            aten.hardtanh.default, aten.hardtanh_.default, aten.sigmoid.default,
            aten.mul.Tensor, aten.gelu.default, aten.silu.default, aten.silu_.default,
            aten.clamp.default, aten.clamp_min.default}
+
+# Kernels whose arithmetic can bound their time; the rest only move data.
+COMPUTE = {"conv", "dwconv", "gemm", "attention"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,8 @@ class _Recorder(TorchDispatchMode):
             out_channels = c_out if groups == c_in and groups > 1 else _aligned(c_out, a)
             flops = 2.0 * n * spatial * out_channels * per_group_in * k
             moved = (x.numel() + w.numel() + out.numel()) * eb
-            return Kernel("conv", flops, moved)
+            depthwise = groups == c_in and groups > 1
+            return Kernel("dwconv" if depthwise else "conv", flops, moved)
         if func is aten.linear.default:
             x, w = args[0], args[1]  # weight is (out_features, in_features)
             m, k_dim, n_dim = x.numel() // x.shape[-1], x.shape[-1], w.shape[0]
@@ -88,6 +94,12 @@ class _Recorder(TorchDispatchMode):
             m, k_dim, n_dim = x.shape[0], x.shape[1], w.shape[1]
             flops = 2.0 * m * _aligned(k_dim, a) * _aligned(n_dim, a)
             return Kernel("gemm", flops, (x.numel() + w.numel() + out.numel()) * eb)
+        if func is aten.scaled_dot_product_attention.default:
+            q, k, v = args[0], args[1], args[2]  # (..., length, head size)
+            batch_heads = q.numel() // (q.shape[-2] * q.shape[-1])
+            flops = 2.0 * batch_heads * q.shape[-2] * k.shape[-2] * (
+                _aligned(q.shape[-1], a) + _aligned(v.shape[-1], a))
+            return Kernel("attention", flops, float(sum(t.numel() for t in (q, k, v, out)) * eb))
         tensors = [v for v in args if isinstance(v, torch.Tensor)]
         elements = sum(t.numel() for t in tensors)
         if isinstance(out, torch.Tensor):
@@ -117,9 +129,11 @@ def kernel_time_ms(kernel: Kernel, roof: RooflineConfig, precision: str) -> floa
     """One kernel's roofline time plus launch overhead; 0 for a kernel fused into another."""
     if kernel.op == "fusible" and roof.fuse_elementwise:
         return 0.0
-    peak = roof.peak_tflops[precision] * 1e12 * roof.compute_efficiency
     bandwidth = roof.bandwidth_gbps * 1e9 * roof.memory_efficiency
-    compute = kernel.flops / peak if kernel.op in ("conv", "gemm") else 0.0
+    if kernel.op not in COMPUTE:
+        return (kernel.bytes / bandwidth * 1e6 + roof.elementwise_overhead_us) / 1e3
+    efficiency = roof.depthwise_efficiency if kernel.op == "dwconv" else roof.compute_efficiency
+    compute = kernel.flops / (roof.peak_tflops[precision] * 1e12 * efficiency)
     return (max(compute, kernel.bytes / bandwidth) * 1e6 + roof.kernel_overhead_us) / 1e3
 
 

@@ -17,10 +17,10 @@ QUICK = ["hardware.measure.warmup=2", "hardware.measure.repeats=3", "hardware.me
 def test_calibration_is_stored_and_then_used(tmp_path):
     result = cli("calibrate", "hardware=cpu", f"cache_dir={tmp_path}", *QUICK, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "[ 36/36]" in result.stdout
+    assert "[144/144]" in result.stdout
     assert re.search(r"MAPE [0-9.]+% -> [0-9.]+%, Kendall tau", result.stdout)
     stored = json.loads((tmp_path / "calibration" / "cpu.json").read_text())
-    assert stored["samples"] == 36 and stored["device"] == "cpu"
+    assert stored["samples"] == 72 and stored["device"] == "cpu"
     # The fit is no worse than the defaults on the set it was fitted to.
     assert stored["fit_after"]["mape"] <= stored["fit_before"]["mape"]
     latency = cli("latency", "hardware=cpu", f"cache_dir={tmp_path}", *QUICK, cwd=str(tmp_path))

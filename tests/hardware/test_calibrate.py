@@ -21,19 +21,20 @@ def _samples(roofline, precision):
     kernels = []
     for i in range(1, 13):  # a mix of compute-bound, memory-bound and tiny kernels
         kernels.append((Kernel("conv", 2e6 * i * i, 4e4 * i), Kernel("fusible", 1e3 * i, 4e3 * i),
-                        Kernel("gemm", 1e5 * i, 2e5 * i)))
+                        Kernel("gemm", 1e5 * i, 2e5 * i), Kernel("dwconv", 5e4 * i * (i % 3), 1e3 * i),
+                        *[Kernel("fusible", 10.0, 40.0)] * (i % 4)))
     return [cal.Sample(f"m{i}", k, cal.predict_ms(k, roofline, precision))
             for i, k in enumerate(kernels)]
 
 
 def test_fit_recovers_the_factors_that_made_the_latencies(cpu):
     truth = dataclasses.replace(cpu.roofline, compute_efficiency=0.8, memory_efficiency=0.3,
-                                kernel_overhead_us=9.0)
+                                kernel_overhead_us=9.0, depthwise_efficiency=0.02,
+                                elementwise_overhead_us=2.0)
     samples = _samples(truth, cpu.precision)
     fitted = cal.fit(samples, cpu.roofline, cpu.precision)
-    assert fitted.compute_efficiency == pytest.approx(0.8, rel=0.02)
-    assert fitted.memory_efficiency == pytest.approx(0.3, rel=0.02)
-    assert fitted.kernel_overhead_us == pytest.approx(9.0, rel=0.02)
+    for name in cal.FITTED:
+        assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=0.02), name
     assert cal.errors(samples, fitted, cpu.precision)["mape"] < 0.01
     assert cal.errors(samples, cpu.roofline, cpu.precision)["mape"] > 0.1
 

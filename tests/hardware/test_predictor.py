@@ -12,7 +12,7 @@ from torch import nn
 from autoprune.cli import compose
 from autoprune.config import HardwareProfile, settings_from_dict
 from autoprune.hardware import PredictedLatency, predict_latency
-from autoprune.hardware.predictor import record_kernels
+from autoprune.hardware.predictor import Kernel, kernel_time_ms, record_kernels
 from autoprune.models.resnet import ResNet
 from autoprune.pruning import Policy, PruneSettings, apply_policy, find_groups
 
@@ -129,3 +129,36 @@ def test_profile_without_roofline_raises(jetson: HardwareProfile) -> None:
     profile = dataclasses.replace(jetson, roofline=None)
     with pytest.raises(ValueError, match="roofline"):
         predict_latency(_conv(8), (8, SIDE, SIDE), profile)
+
+
+def test_depthwise_convolutions_and_attention_are_their_own_kernels(
+    jetson: HardwareProfile,
+) -> None:
+    class Attend(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = x.flatten(2).transpose(1, 2).unsqueeze(1)  # (batch, 1 head, 64 tokens, 8)
+            return nn.functional.scaled_dot_product_attention(q, q, q)
+
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), Attend())
+    kernels = record_kernels(model, (8, 8, 8), jetson)
+    assert [k.op for k in kernels] == ["dwconv", "attention"]
+    # 8 channels x 64 outputs x 9 taps; Q K^T and the weighted sum over 64 x 64 pairs.
+    assert kernels[0].flops == 2 * jetson.batch_size * 64 * 8 * 9
+    assert kernels[1].flops == 2 * jetson.batch_size * 64 * 64 * (8 + 8)
+
+
+def test_each_kernel_class_uses_its_own_efficiency_and_overhead(
+    jetson: HardwareProfile,
+) -> None:
+    roof = dataclasses.replace(jetson.roofline, compute_efficiency=0.5, depthwise_efficiency=0.05,
+                               kernel_overhead_us=7.0, elementwise_overhead_us=3.0,
+                               fuse_elementwise=False, memory_efficiency=1e9)
+    peak = roof.peak_tflops[jetson.precision] * 1e12
+    flops = 1e9
+    for op, efficiency in (("conv", 0.5), ("gemm", 0.5), ("dwconv", 0.05), ("attention", 0.5)):
+        expected = flops / (peak * efficiency) * 1e3 + 7.0e-3
+        assert kernel_time_ms(Kernel(op, flops, 1.0), roof, jetson.precision) == \
+            pytest.approx(expected, rel=1e-9), op
+    # A data mover's arithmetic is ignored; it pays the data movers' overhead.
+    assert kernel_time_ms(Kernel("fusible", flops, 1.0), roof, jetson.precision) == \
+        pytest.approx(3.0e-3, rel=1e-6)
