@@ -62,6 +62,19 @@ class SearchConfig:
     seed_ratios: tuple[float, ...]
     storage: str
     options: dict[str, Any]
+    # Constraints: the front holds only trials that meet them (Optuna constraints_func).
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+    max_accuracy_drop: float | None = None  # below the base model's validation accuracy
+    # Sensitivity warm start: each group pruned alone, no fine-tuning; narrows ratio ranges
+    # and seeds the first trials.
+    sensitivity: bool = False
+    sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
+    sensitivity_max_drop: float = 0.2
+    # Early stopping: a trial whose accuracy after half its fine-tuning trails a finished
+    # trial that is at least as fast by more than the margin stops there.
+    early_stop: bool = True
+    early_stop_margin: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -151,8 +164,8 @@ class Settings:
 
 MODES = ("measure", "predict", "auto")
 PRECISIONS = ("fp32", "fp16", "int8")
-BACKENDS = ("torch", "onnxruntime")
-SAMPLERS = ("tpe", "nsga2", "random")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "uniform", "amc")
 
 
 def _typed(cls: type, section: str, values: dict[str, Any]) -> Any:
@@ -277,6 +290,18 @@ def _search(raw: dict[str, Any]) -> SearchConfig:
     _check(cfg.concurrency >= 1,
            f"search.concurrency must be at least 1, got {cfg.concurrency}")
     _check(all(0.0 <= r < 1.0 for r in cfg.seed_ratios), "search.seed_ratios must lie in [0, 1)")
+    _check(cfg.max_latency_ms is None or cfg.max_latency_ms > 0,
+           "search.max_latency_ms must be positive (or null for no limit)")
+    _check(cfg.min_accuracy is None or 0.0 <= cfg.min_accuracy <= 1.0,
+           "search.min_accuracy must lie in [0, 1] (or null for no floor)")
+    _check(cfg.max_accuracy_drop is None or 0.0 <= cfg.max_accuracy_drop <= 1.0,
+           "search.max_accuracy_drop must lie in [0, 1] (or null for no floor)")
+    _check(cfg.min_accuracy is None or cfg.max_accuracy_drop is None,
+           "set search.min_accuracy or search.max_accuracy_drop, not both")
+    _check(len(cfg.sensitivity_ratios) > 0 and all(0.0 < r < 1.0 for r in cfg.sensitivity_ratios),
+           "search.sensitivity_ratios must be a non-empty list of ratios in (0, 1)")
+    _check(0.0 < cfg.sensitivity_max_drop <= 1.0, "search.sensitivity_max_drop must lie in (0, 1]")
+    _check(cfg.early_stop_margin >= 0.0, "search.early_stop_margin must be at least 0")
     _check_storage_url(cfg.storage)
     return cfg
 
@@ -306,6 +331,9 @@ def _hardware(raw: dict[str, Any]) -> HardwareProfile:
     _check(profile.precision in PRECISIONS,
            f"unknown hardware.precision {profile.precision!r}; "
            f"choose from {', '.join(PRECISIONS)}")
+    _check(profile.backend != "tensorrt" or profile.device.startswith("cuda"),
+           f"hardware.backend=tensorrt runs on an NVIDIA GPU; hardware.device is "
+           f"{profile.device} (use cuda, or backend torch or onnxruntime)")
     _check(profile.alignment >= 1, "hardware.alignment must be at least 1")
     _check(profile.batch_size >= 1, "hardware.batch_size must be at least 1")
     _check(profile.threads >= 1, "hardware.threads must be at least 1")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from autoprune.search.pareto import pareto_front
+from autoprune.search.pareto import front_records
 from autoprune.search.records import TrialRecord
 
 
@@ -21,20 +21,25 @@ class Progress:
         self.started = time.monotonic()
 
     def front_size(self) -> int:
-        done = [r for r in self.records if r.state == "complete"]
-        return len(pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in done]))
+        return len(front_records(self.records))
 
     def update(self, record: TrialRecord) -> None:
         self.records.append(record)
-        failed = sum(r.state != "complete" for r in self.records)
+        failed = sum(r.state == "failed" for r in self.records)
+        stopped = sum(r.state == "stopped" for r in self.records)
         head = (f"[{len(self.records):>3}/{self.total}] {time.monotonic() - self.started:5.0f}s "
-                f"failed {failed}  front {self.front_size()}  | trial {record.number:>3}: ")
+                f"failed {failed}  stopped {stopped}  front {self.front_size()}  | "
+                f"trial {record.number:>3}: ")
         if record.state == "complete":
             m = record.metrics
             measured = record.latency_source == "measured"
             spread = f" ±{100 * m['latency_cv']:.0f}%" if measured else ""
             tail = (f"acc {100 * m['accuracy']:6.2f}%  {m['latency_ms']:.3f} ms{spread} "
                     f"({m['speedup']:.2f}x, {record.latency_source})  {record.summary}")
+            if not record.feasible:
+                tail += "  [outside the constraints]"
+        elif record.state == "stopped":
+            tail = f"stopped early: {record.error}"
         else:
             tail = f"FAILED: {record.error}"
         print(head + tail, file=self.stream, flush=True)

@@ -71,10 +71,12 @@ def train(
     masks: Masks | None = None,
     guard: Guard = no_guard,
     teacher: nn.Module | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> float:
     """Train `model` in place; returns the mean loss of the last epoch.
 
-    `teacher` (the unpruned model) is used when `spec.distill_alpha` > 0.
+    `teacher` (the unpruned model) is used when `spec.distill_alpha` > 0. `on_epoch(epoch)`
+    is called after each epoch but the last (1-based; it may evaluate `model`).
     Raises TrialFailed when the loss becomes NaN or infinite.
     """
     if spec.epochs <= 0:
@@ -116,6 +118,9 @@ def train(
             total += loss.item() * len(yb)
             count += len(yb)
         epoch_loss = total / count
+        if on_epoch is not None and epoch + 1 < spec.epochs:
+            on_epoch(epoch + 1)
+            model.train()
     model.eval()
     return epoch_loss
 

@@ -30,6 +30,7 @@ from autoprune.pruning import (
     model_stats,
 )
 from autoprune.pruning.criteria import NEEDS_GRADIENTS
+from autoprune.search.amc import agent_factory
 from autoprune.search.objective import (
     CALIBRATION_SAMPLES,
     TrialSettings,
@@ -37,9 +38,10 @@ from autoprune.search.objective import (
     deployed_model,
     example_input,
 )
-from autoprune.search.pareto import pareto_front
+from autoprune.search.pareto import front_records
 from autoprune.search.records import TrialRecord
-from autoprune.search.samplers import make_sampler
+from autoprune.search.samplers import make_sampler, resolve_constraints
+from autoprune.search.sensitivity import measure_sensitivity
 from autoprune.search.space import PolicySpace
 from autoprune.terminal import Progress, front_table
 from autoprune.training import TrainSpec, evaluate
@@ -240,9 +242,40 @@ def run(settings: Settings, output_dir: str) -> None:
             "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups),
             "rejected_groups": len(rejected)})
 
-        space = PolicySpace(choices, pruning.ratio_min, pruning.ratio_max, pruning.ratio_step,
-                            pruning.schedules, _quantizable(pruning.quantize, base.model, data))
+        search = settings.search
+        constraints = resolve_constraints(search, base_accuracy)
+        if constraints:
+            _say(f"constraints: {constraints.describe()}; the front holds only trials that "
+                 "meet them")
         ft = settings.finetune
+        seed_points: list[dict] = []
+        caps: dict[str, float] = {}
+        if search.sensitivity:
+            _say(f"sensitivity warm start: {len(groups)} groups x "
+                 f"{len(search.sensitivity_ratios)} ratios, no fine-tuning")
+            sensitivity = measure_sensitivity(
+                base.model, groups, choices, data, _prune_settings(settings),
+                search.sensitivity_ratios, ft.bn_recalibration_batches, ft.batch_size,
+                settings.seed, calibration_batch(data), _say)
+            caps = sensitivity.caps(search.sensitivity_max_drop)
+            tolerated = (search.sensitivity_max_drop / 4, search.sensitivity_max_drop / 2)
+            seed_ratio_sets = [sensitivity.seed_params(t, pruning.ratio_min) for t in tolerated]
+        space = PolicySpace(choices, pruning.ratio_min, pruning.ratio_max, pruning.ratio_step,
+                            pruning.schedules, _quantizable(pruning.quantize, base.model, data),
+                            caps)
+        if search.sensitivity:
+            seed_points += [space.point(r) for r in seed_ratio_sets]
+            if caps:
+                _say("ratio ranges narrowed: " + ", ".join(
+                    f"{gid} <= {space.ratio_high(gid):g}" for gid in caps))
+        seed_points += [space.uniform_point(r) for r in search.seed_ratios]
+        agent = None
+        if search.sampler == "amc":
+            agent = agent_factory(base.model, groups, space, x, _prune_settings(settings),
+                                  profile, data.input_shape, base_latency.median_ms,
+                                  constraints.max_latency_ms)
+        sampler = make_sampler(search, settings.seed, space=space, constraints=constraints,
+                               agent=agent)
         trial_settings = TrialSettings(
             prune=_prune_settings(settings),
             finetune=TrainSpec(ft.epochs, ft.lr, ft.batch_size, ft.momentum, ft.weight_decay,
@@ -259,7 +292,8 @@ def run(settings: Settings, output_dir: str) -> None:
             study_name=study_name, search=settings.search, seed=settings.seed, space=space,
             base_model=base.model, groups=groups, data=data, settings=trial_settings,
             profile=profile, plan=plan, cpus_per_trial=settings.ray.cpus_per_trial,
-            storage_path=Path(output_dir) / "ray", on_record=on_record)
+            storage_path=Path(output_dir) / "ray", on_record=on_record, sampler=sampler,
+            constraints=constraints, seed_points=seed_points)
         records = study.records
         _report(study, base.model, groups, data, settings, tracker, study_name,
                 (base_accuracy, base_latency.median_ms, base_test_accuracy), started)
@@ -267,8 +301,8 @@ def run(settings: Settings, output_dir: str) -> None:
             _say(f"interrupted after {len(records)} of {settings.search.n_trials} trials; "
                  "the partial front above is logged")
             raise KeyboardInterrupt
-        failures = [r for r in records if r.state != "complete"]
-        if len(failures) == len(records):
+        failures = [r for r in records if r.state == "failed"]
+        if records and len(failures) == len(records):
             reason = failures[0].error if failures else "no trial ran"
             raise StudyFailed(f"all {len(records)} trials failed; first: {reason}")
         tracker.finish("FINISHED")
@@ -289,9 +323,10 @@ def _report(study, base: torch.nn.Module, groups: list, data,
 
     records = study.records
     done = [r for r in records if r.state == "complete"]
-    failed = len(records) - len(done)
-    indices = pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in done])
-    front = [done[i] for i in indices]
+    failed = sum(r.state == "failed" for r in records)
+    stopped = [r for r in records if r.state == "stopped"]
+    infeasible = sum(not r.feasible for r in done)
+    front = front_records(records)
     test_accuracy = {}
     exports = []
     with tempfile.TemporaryDirectory() as folder:
@@ -307,7 +342,8 @@ def _report(study, base: torch.nn.Module, groups: list, data,
             (target / "export.json").write_text(json.dumps(exports[-1], indent=2))
             tracker.log_trial_artifacts(record, str(target), "model")
     tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,
-                         "pareto_size": len(front)})
+                         "trials_stopped_early": len(stopped),
+                         "trials_infeasible": infeasible, "pareto_size": len(front)})
     title = (f"{study_name}: {settings.model.name} on {settings.data.name}, "
              f"{settings.hardware.name}")
     with tempfile.TemporaryDirectory() as folder:
@@ -330,6 +366,14 @@ def _report(study, base: torch.nn.Module, groups: list, data,
     source = front[0].latency_source if front else "-"
     _say(f"Pareto front of {study_name}: {len(front)} trials; {len(done)} completed, "
          f"{failed} failed, {elapsed:.0f}s; latency {source}")
+    if stopped:
+        epochs = settings.finetune.epochs
+        saved = sum(epochs - r.metrics["epochs"] for r in stopped)
+        _say(f"stopped early: {len(stopped)} trials could not reach the front "
+             f"({saved:.0f} of {epochs * (len(done) + len(stopped)):.0f} fine-tuning epochs "
+             "saved)")
+    if infeasible:
+        _say(f"outside the constraints: {infeasible} completed trials, left off the front")
     if front:
         _say(front_table(front, test_accuracy, base_point))
     _say(f"MLflow: {settings.tracking.uri}, experiment '{settings.tracking.experiment}', "

@@ -64,6 +64,8 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
     settings = profile.measure
     device = resolve_device(profile)
     model = copy.deepcopy(model).eval()
+    if profile.backend == "tensorrt":
+        return _tensorrt_latency(model, input_shape, profile)
     if profile.backend == "onnxruntime":
         if is_quantized(model):
             raise RuntimeError("int8 models from PyTorch quantisation are timed with the torch "
@@ -108,6 +110,28 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
                    cv=_robust_cv(best), source="measured", device=name)
 
 
+def _tensorrt_latency(model: nn.Module, input_shape: Sequence[int],
+                      profile: HardwareProfile) -> Latency:
+    """trtexec's timings as blocks; a run whose spread is too wide is repeated, the fastest
+    kept, as for the other backends."""
+    from autoprune.hardware.tensorrt import trtexec_blocks
+
+    if is_quantized(model):
+        raise RuntimeError("int8 models from PyTorch quantisation are timed with the torch "
+                           "backend only")
+    best: list[float] | None = None
+    name = ""
+    for _attempt in range(profile.measure.retries + 1):
+        blocks, name = trtexec_blocks(model, input_shape, profile)
+        if best is None or statistics.median(blocks) < statistics.median(best):
+            best = blocks
+        if _robust_cv(best) <= profile.measure.max_cv:
+            break
+    assert best is not None
+    return Latency(median_ms=statistics.median(best), p90_ms=_percentile(best, 0.9),
+                   cv=_robust_cv(best), source="measured", device=name)
+
+
 def measurable_here(profile: HardwareProfile) -> tuple[bool, str]:
     """Whether `profile` can be measured in this process, and if not, why."""
     if profile.mode == "predict":
@@ -117,6 +141,11 @@ def measurable_here(profile: HardwareProfile) -> tuple[bool, str]:
                        "; run this command on that device (with hardware.mode=measure)")
     if profile.device.startswith("cuda") and not torch.cuda.is_available():
         return False, f"{profile.device} is not available on this machine"
+    if profile.backend == "tensorrt":
+        from autoprune.hardware.tensorrt import JETPACK_TRTEXEC, find_trtexec
+
+        if find_trtexec() is None:
+            return False, f"TensorRT's trtexec is not on PATH or at {JETPACK_TRTEXEC}"
     return True, ""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,8 +75,14 @@ def prune_and_finetune(
     data: DataSplits,
     settings: TrialSettings,
     guard: Guard = no_guard,
+    before_final: Callable[[nn.Module], None] | None = None,
+    on_epoch: Callable[[nn.Module, int], None] | None = None,
 ) -> nn.Module:
-    """Return `base_model` pruned by `policy` along its schedule and fine-tuned (float)."""
+    """Return `base_model` pruned by `policy` along its schedule and fine-tuned (float).
+
+    `before_final(model)` is called once the architecture is final, before the last
+    fine-tuning; `on_epoch(model, epoch)` after each of its epochs but the last.
+    """
     x = example_input(data)
     spec = settings.finetune
     teacher = base_model if spec.distill_alpha > 0 else None
@@ -89,9 +95,16 @@ def prune_and_finetune(
                                   calibration_batch(data), fraction, inplace=True)
         recalibrate_batchnorm(model, data.x_train, settings.bn_batches, spec.batch_size,
                               spec.seed, guard)
-        epochs = spec.epochs if step == len(fractions) else settings.step_epochs
+        last = step == len(fractions)
+        if last and before_final is not None:
+            before_final(model)
+        epochs = spec.epochs if last else settings.step_epochs
+        callback = None
+        if last and on_epoch is not None:
+            def callback(epoch: int) -> None:
+                on_epoch(model, epoch)
         train(model, data.x_train, data.y_train, dataclasses.replace(spec, epochs=epochs),
-              pruned.masks, guard, teacher)
+              pruned.masks, guard, teacher, callback)
     return model
 
 
@@ -113,22 +126,37 @@ def run_trial(
     settings: TrialSettings,
     latency: LatencyBackend,
     guard: Guard = no_guard,
+    progress: Callable[[int, float, Latency], None] | None = None,
 ) -> TrialResult:
     """Return the metrics of `policy` applied to `base_model`; `base_model` is not changed.
 
+    The latency is measured as soon as the architecture is final (weights do not change it),
+    so that `progress(epoch, val_accuracy, latency)`, called after each fine-tuning epoch
+    but the last, can tell where the trial stands; it may stop the trial.
     Raises TrialFailed when fine-tuning diverges or the accuracy is not a number.
     """
-    model = prune_and_finetune(policy, base_model, groups, data, settings, guard)
+    calibration = data.x_train[:CALIBRATION_SAMPLES] if policy.quantize == "int8" else None
+    timings: list[Latency] = []
+
+    def measure(model: nn.Module) -> None:
+        # Outside the guard: a measurement needs the cores alone.
+        timing = latency.latency(model, int8_calibration=calibration)
+        if not (math.isfinite(timing.median_ms) and timing.median_ms > 0):
+            raise TrialFailed(f"latency measurement returned {timing.median_ms} ms")
+        timings.append(timing)
+
+    def epoch_done(model: nn.Module, epoch: int) -> None:
+        if progress is not None:
+            progress(epoch, evaluate(model, data.x_val, data.y_val, guard), timings[-1])
+
+    model = prune_and_finetune(policy, base_model, groups, data, settings, guard, measure,
+                               epoch_done if progress is not None else None)
+    timing = timings[-1]
     with guard():
         deployed = deployed_model(model, policy, data)
     accuracy = evaluate(deployed, data.x_val, data.y_val, guard)
     if not math.isfinite(accuracy):
         raise TrialFailed(f"validation accuracy is {accuracy}")
-    calibration = data.x_train[:CALIBRATION_SAMPLES] if policy.quantize == "int8" else None
-    # Outside the guard: a measurement needs the cores alone.
-    timing = latency.latency(model, int8_calibration=calibration)
-    if not (math.isfinite(timing.median_ms) and timing.median_ms > 0):
-        raise TrialFailed(f"latency measurement returned {timing.median_ms} ms")
     with guard():
         stats = model_stats(model, example_input(data))
     if calibration is not None:

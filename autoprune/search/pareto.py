@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from autoprune.search.records import TrialRecord
+
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Return indices of the non-dominated (accuracy, latency) points, fastest first.
@@ -20,3 +22,10 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: (points[i][1], -points[i][0]))
+
+
+def front_records(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The completed trials that meet the study's constraints and are on their front."""
+    done = [r for r in records if r.state == "complete" and r.feasible]
+    points = [(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in done]
+    return [done[i] for i in pareto_front(points)]

@@ -12,7 +12,7 @@ class TrialRecord:
 
     number: int
     params: dict[str, Any]
-    state: str  # "complete" or "failed"
+    state: str  # "complete", "failed" or "stopped" (early, hopeless)
     metrics: dict[str, float] = field(default_factory=dict)
     latency_source: str = ""
     summary: str = ""
@@ -20,4 +20,5 @@ class TrialRecord:
     error: str = ""
     weights_key: str | None = None  # where the runner kept the fine-tuned weights
     pareto: bool = False
+    feasible: bool = True  # meets the study's constraints (complete trials only)
     run_id: str | None = None

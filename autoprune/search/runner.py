@@ -32,39 +32,97 @@ from autoprune.hardware.latency import LatencyBackend
 from autoprune.hardware.predictor import PredictedLatency
 from autoprune.pruning import Policy, PrunableGroup
 from autoprune.search.objective import TrialSettings, run_trial
-from autoprune.search.pareto import pareto_front
+from autoprune.search.pareto import front_records
 from autoprune.search.records import TrialRecord
-from autoprune.search.samplers import make_sampler
+from autoprune.search.samplers import CONSTRAINTS_ATTR, Constraints
 from autoprune.search.space import PolicySpace
 from autoprune.training import no_guard
 
 METRICS = ["accuracy", "latency_ms"]
+# Intermediate results during fine-tuning (never mistaken for a finished trial's metrics).
+EPOCH_KEY, EPOCH_ACCURACY_KEY, EPOCH_LATENCY_KEY = "epoch", "epoch_accuracy", "epoch_latency_ms"
 MODES = ["max", "min"]
 TRIAL_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv", "speedup", "params",
                  "nonzero_params", "sparsity", "macs", "size_mb")
 
 
 class StudySearch(OptunaSearch):
-    """OptunaSearch that never leaves stale values behind.
+    """OptunaSearch that never leaves stale values behind, and knows the study's constraints.
 
     A trial that errored, reported nothing, or reported a non-finite objective is told to
     Optuna as FAIL (plain OptunaSearch would keep earlier values as COMPLETE, or leave the
-    trial RUNNING when Optuna rejects a NaN).
+    trial RUNNING when Optuna rejects a NaN). A trial stopped early is told as PRUNED. A
+    completed trial carries its constraint values (user attribute `constraints`) for the
+    samplers' constraints_func.
     """
+
+    def __init__(self, *args: Any, constraints: Constraints, stopper: EarlyStop,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.constraints = constraints
+        self.stopper = stopper
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
         values = [None if result is None else result.get(m) for m in METRICS]
         finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        ot_trial = self._ot_trials[trial_id]
+        if not error and trial_id in self.stopper.stopped:
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
         if error or not finite:
-            ot_trial = self._ot_trials[trial_id]
             self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return
+        if self.constraints:
+            ot_trial.set_user_attr(CONSTRAINTS_ATTR, self.constraints.values(*values))
         super().on_trial_complete(trial_id, result, error)
 
     def optuna_number(self, trial_id: str) -> int:
         return self._ot_trials[trial_id].number
+
+
+class EarlyStop(tune.Stopper):
+    """Stops a trial halfway through its fine-tuning when it cannot reach the front.
+
+    Trials report their validation accuracy after each epoch, with the latency already
+    measured (it does not depend on the weights). At the halfway epoch a trial is compared
+    like with like: it stops when a finished trial at least as fast was more than `margin`
+    more accurate at that same epoch. Runs on the driver.
+    """
+
+    def __init__(self, enabled: bool, margin: float, epochs: int) -> None:
+        self.enabled = enabled and epochs >= 2
+        self.margin = margin
+        self.check_epoch = max(epochs // 2, 1)
+        self.epochs = epochs
+        self.midway: dict[str, float] = {}  # trial id -> accuracy at the check epoch
+        self.finished: list[tuple[float, float]] = []  # (accuracy midway, latency_ms)
+        self.stopped: dict[str, str] = {}  # trial id -> why
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if not self.enabled or result.get(EPOCH_KEY) != self.check_epoch:
+            return False
+        accuracy, latency = result[EPOCH_ACCURACY_KEY], result[EPOCH_LATENCY_KEY]
+        self.midway[trial_id] = accuracy
+        better = [(a, lat) for a, lat in self.finished
+                  if lat <= latency and a > accuracy + self.margin]
+        if not better:
+            return False
+        a, lat = max(better)
+        self.stopped[trial_id] = (
+            f"after {self.check_epoch}/{self.epochs} epochs acc {100 * accuracy:.2f}% at "
+            f"{latency:.3f} ms; a finished trial at least as fast had {100 * a:.2f}% then")
+        return True
+
+    def finish(self, trial_id: str, latency_ms: float) -> None:
+        """A trial completed: it becomes a reference for the trials after it."""
+        if trial_id in self.midway:
+            self.finished.append((self.midway[trial_id], latency_ms))
+
+    def stop_all(self) -> bool:
+        return False
 
 
 @dataclass
@@ -88,6 +146,8 @@ def _quiet_ray() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    # Results during fine-tuning carry epoch_* keys, not the objectives.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     # Idle workers started with the driver import Ray and torch for seconds: exactly when the
     # base model's latency is measured. Tune starts the workers it needs itself.
     os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
@@ -194,8 +254,13 @@ def _trainable(config: dict[str, Any], *, base_model: nn.Module, groups: list[Pr
     torch.set_num_threads(threads)
     policy = Policy.from_params(space.complete(config))
     guard = TrainingGuard(plan.gate) if plan.gate is not None else no_guard
+
+    def progress(epoch: int, accuracy: float, latency: Any) -> None:
+        tune.report({EPOCH_KEY: epoch, EPOCH_ACCURACY_KEY: accuracy,
+                     EPOCH_LATENCY_KEY: latency.median_ms})
+
     result = run_trial(policy, base_model, groups, data, settings,
-                       plan.backend(profile, data.input_shape), guard)
+                       plan.backend(profile, data.input_shape), guard, progress)
     # The float weights: an int8 model is rebuilt from them and the same calibration data.
     ray.get(store.put.remote(tune.get_context().get_trial_id(), result.model.state_dict()))
     tune.report({**result.metrics(), "latency_source": result.latency.source})
@@ -235,12 +300,12 @@ class _StudyCallback(tune.Callback):
     def _emit(self, record: TrialRecord) -> None:
         self.records.append(record)
         if record.state == "complete":
-            done = [r for r in self.records if r.state == "complete"]
-            front = set(pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"])
-                                      for r in done]))
-            # Only completed, dominated trials: weights of trials still running stay.
-            self.store.drop.remote([r.weights_key for i, r in enumerate(done)
-                                    if i not in front])
+            self.searcher.stopper.finish(record.weights_key, record.metrics["latency_ms"])
+            front = {id(r) for r in front_records(self.records)}
+            # Only completed trials off the (feasible) front: weights of trials still running
+            # stay.
+            self.store.drop.remote([r.weights_key for r in self.records
+                                    if r.state == "complete" and id(r) not in front])
         self.on_record(record)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -248,6 +313,15 @@ class _StudyCallback(tune.Callback):
         params = self.space.complete(dict(trial.config))
         number = self.searcher.optuna_number(trial.trial_id)
         values = [result.get(m) for m in METRICS]
+        why = self.searcher.stopper.stopped.get(trial.trial_id)
+        if why is not None:
+            metrics = {"accuracy": float(result[EPOCH_ACCURACY_KEY]),
+                       "latency_ms": float(result[EPOCH_LATENCY_KEY]),
+                       "epochs": float(result[EPOCH_KEY])}
+            self._emit(TrialRecord(number, params, "stopped", metrics, error=why,
+                                   latency_source=self.latency_source,
+                                   summary=Policy.from_params(params).summary()))
+            return
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             self._emit(TrialRecord(number, params, "failed", error="no finite result reported",
                                    latency_source=self.latency_source,
@@ -258,7 +332,8 @@ class _StudyCallback(tune.Callback):
         self._emit(TrialRecord(number, params, "complete", metrics,
                                latency_source=str(result.get("latency_source", "")),
                                summary=policy.summary(), strategies=policy.used(),
-                               weights_key=trial.trial_id))
+                               weights_key=trial.trial_id,
+                               feasible=self.searcher.constraints.met(*values)))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = self.space.complete(dict(trial.config))
@@ -282,14 +357,21 @@ def run_trials(
     cpus_per_trial: int,
     storage_path: Path,
     on_record: Callable[[TrialRecord], None],
+    sampler: optuna.samplers.BaseSampler,
+    constraints: Constraints,
+    seed_points: Sequence[dict[str, Any]] = (),
 ) -> StudyRun:
-    """Run the study's trials under Ray Tune; returns the records in finish order."""
+    """Run the study's trials under Ray Tune; returns the records in finish order.
+
+    `seed_points` are params tried first (Optuna's enqueue_trial, through Ray's
+    points_to_evaluate)."""
     storage = optuna.storages.RDBStorage(search.storage)
     store = WeightStore.options(scheduling_strategy=_here()).remote()
+    stopper = EarlyStop(search.early_stop, search.early_stop_margin, settings.finetune.epochs)
     searcher = StudySearch(
-        space=space, metric=METRICS, mode=MODES, sampler=make_sampler(search, seed),
-        study_name=study_name, storage=storage,
-        points_to_evaluate=[space.uniform_point(r) for r in search.seed_ratios] or None,
+        space=space, metric=METRICS, mode=MODES, sampler=sampler,
+        study_name=study_name, storage=storage, points_to_evaluate=list(seed_points) or None,
+        constraints=constraints, stopper=stopper,
     )
     callback = _StudyCallback(searcher, space, plan.source, store, on_record)
     trainable = tune.with_parameters(
@@ -304,6 +386,7 @@ def run_trials(
         run_config=tune.RunConfig(
             name=study_name, storage_path=str(storage_path.resolve()), verbose=0,
             callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0),
+            stop=stopper,
         ),
     )
     # Ray Tune prints its own experiment banner and tables; the study prints its progress.

@@ -1,27 +1,149 @@
-"""Optuna samplers chosen by `search=<name>`: multivariate TPE, NSGA-II, random."""
+"""Search methods chosen by `search=<name>`, all Optuna samplers.
+
+Optuna's own: multivariate TPE, NSGA-II, NSGA-III, GP (Bayesian optimisation) and random.
+Ours: `uniform`, the one-global-ratio sweep users try first, and `amc`, the reinforcement-
+learning agent of `autoprune.search.amc`. Being samplers, all of them share Optuna's storage,
+Ray Tune's parallel trials and the MLflow logging unchanged.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
 
 from autoprune.config import SearchConfig
 from autoprune.errors import UserError
 
+CONSTRAINTS_ATTR = "constraints"  # trial user attribute: values <= 0 mean satisfied
+# Samplers that take a constraints_func and prefer feasible trials.
+CONSTRAINED = ("tpe", "nsga2", "nsga3", "gp")
 
-def make_sampler(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
-    """Return the configured multi-objective sampler, seeded; bad options raise UserError."""
+
+@dataclass(frozen=True)
+class Constraints:
+    """The study's limits, absolute (a relative accuracy drop is resolved against the base)."""
+
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.max_latency_ms is not None or self.min_accuracy is not None
+
+    def values(self, accuracy: float, latency_ms: float) -> list[float]:
+        """Optuna's constraint values: each <= 0 when its limit is met."""
+        values = []
+        if self.max_latency_ms is not None:
+            values.append(latency_ms - self.max_latency_ms)
+        if self.min_accuracy is not None:
+            values.append(self.min_accuracy - accuracy)
+        return values
+
+    def met(self, accuracy: float, latency_ms: float) -> bool:
+        return all(v <= 0 for v in self.values(accuracy, latency_ms))
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_latency_ms is not None:
+            parts.append(f"latency <= {self.max_latency_ms:.4g} ms")
+        if self.min_accuracy is not None:
+            parts.append(f"accuracy >= {100 * self.min_accuracy:.2f}%")
+        return " and ".join(parts) or "none"
+
+
+def resolve_constraints(cfg: SearchConfig, base_accuracy: float) -> Constraints:
+    """The configured constraints with `max_accuracy_drop` turned into an accuracy floor."""
+    floor = cfg.min_accuracy
+    if cfg.max_accuracy_drop is not None:
+        floor = base_accuracy - cfg.max_accuracy_drop
+    return Constraints(cfg.max_latency_ms, floor)
+
+
+def constraint_values(trial: FrozenTrial) -> Sequence[float]:
+    """Optuna's constraints_func: the values the runner stored on the trial (a trial that
+    reported none, having failed, counts as infeasible)."""
+    return trial.user_attrs.get(CONSTRAINTS_ATTR, [1.0])
+
+
+class UniformSampler(optuna.samplers.BaseSampler):
+    """One global ratio for every group, in each group's preferred structured strategy,
+    swept evenly from the space's smallest to its largest ratio over `n_trials` trials."""
+
+    def __init__(self, space: Any, n_trials: int) -> None:
+        self.space = space
+        self.n_trials = n_trials
+        self._fallback = optuna.samplers.RandomSampler(seed=0)
+
+    def ratio(self, number: int) -> float:
+        """The ratio of trial `number` (trials past the budget wrap around the sweep)."""
+        lo, hi = self.space.ratio_min, self.space.ratio_max
+        if self.n_trials == 1:
+            return hi
+        return lo + (number % self.n_trials) * (hi - lo) / (self.n_trials - 1)
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        point = self.space.uniform_point(self.ratio(trial.number))
+        if param_name in point:
+            return point[param_name]
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
+                 constraints: Constraints | None = None,
+                 agent: Callable[..., optuna.samplers.BaseSampler] | None = None,
+                 ) -> optuna.samplers.BaseSampler:
+    """Return the configured sampler, seeded; bad options raise UserError.
+
+    `space` (a PolicySpace) is needed by `uniform`; `agent` builds the `amc` sampler (it needs
+    the model's groups and latency model). Without them the options are only checked.
+    """
+    options = dict(cfg.options)
+    if cfg.sampler in ("uniform", "amc"):
+        from autoprune.search.amc import AGENT_OPTIONS
+
+        allowed = {"uniform": {}, "amc": AGENT_OPTIONS}[cfg.sampler]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise UserError(f"search.options.{unknown[0]} is not an option of the "
+                            f"{cfg.sampler} sampler; valid: {', '.join(allowed) or 'none'}")
+        if cfg.sampler == "uniform":
+            return UniformSampler(space, cfg.n_trials) if space is not None else \
+                optuna.samplers.RandomSampler(seed=seed)
+        if agent is None:
+            from autoprune.search.amc import AgentOptions
+
+            AgentOptions.from_dict(options)  # raises UserError on bad values
+            return optuna.samplers.RandomSampler(seed=seed)
+        return agent(options=options, seed=seed)
     factories: dict[str, Any] = {
         "tpe": optuna.samplers.TPESampler,
         "nsga2": optuna.samplers.NSGAIISampler,
+        "nsga3": optuna.samplers.NSGAIIISampler,
+        "gp": optuna.samplers.GPSampler,
         "random": optuna.samplers.RandomSampler,
     }
-    options = dict(cfg.options)
     if cfg.sampler == "tpe":
         # Several trials run at once: let pending ones count as "bad" so TPE spreads out.
         options.setdefault("constant_liar", cfg.concurrency > 1)
+    if cfg.sampler == "gp":
+        # The policy space is conditional; the GP samples what it cannot model at random.
+        options.setdefault("warn_independent_sampling", False)
+    if constraints and cfg.sampler in CONSTRAINED:
+        options["constraints_func"] = constraint_values
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

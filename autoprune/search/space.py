@@ -37,7 +37,8 @@ class PolicySpace:
 
     def __init__(self, choices: Mapping[str, Sequence[str]], ratio_min: float, ratio_max: float,
                  ratio_step: float, schedules: Sequence[str] = ("oneshot",),
-                 quantize: Sequence[str] = ("none",)) -> None:
+                 quantize: Sequence[str] = ("none",),
+                 caps: Mapping[str, float] | None = None) -> None:
         self.choices: dict[str, tuple[str, ...]] = {}
         for gid, names in choices.items():
             names = tuple(names)
@@ -49,8 +50,18 @@ class PolicySpace:
         self.quantize = tuple(quantize)
         self.ratio_min = ratio_min
         self.step = ratio_step
-        steps = math.floor((ratio_max - ratio_min) / ratio_step + 1e-9)
-        self.ratio_max = round(ratio_min + steps * ratio_step, 10)
+        self.ratio_max = self._snap_down(ratio_max)
+        # Per-group upper ends narrower than ratio_max (from the sensitivity warm start).
+        self.caps = {gid: self._snap_down(min(cap, self.ratio_max))
+                     for gid, cap in (caps or {}).items() if gid in self.choices}
+
+    def _snap_down(self, ratio: float) -> float:
+        steps = max(math.floor((ratio - self.ratio_min) / self.step + 1e-9), 0)
+        return round(self.ratio_min + steps * self.step, 10)
+
+    def ratio_high(self, gid: str) -> float:
+        """The largest ratio group `gid` may take."""
+        return self.caps.get(gid, self.ratio_max)
 
     def __call__(self, trial: Any) -> None:
         for gid, names in self.choices.items():
@@ -59,7 +70,7 @@ class PolicySpace:
             else:
                 strategy = names[0]
             if strategy != UNPRUNED and STRATEGIES[strategy].fixed_ratio is None:
-                trial.suggest_float(gid + RATIO_SUFFIX, self.ratio_min, self.ratio_max,
+                trial.suggest_float(gid + RATIO_SUFFIX, self.ratio_min, self.ratio_high(gid),
                                     step=self.step)
         if len(self.schedules) > 1:
             trial.suggest_categorical(SCHEDULE_KEY, list(self.schedules))
@@ -79,17 +90,26 @@ class PolicySpace:
     def uniform_point(self, ratio: float) -> dict[str, Any]:
         """Params of a uniform float policy in the preferred structured strategy of each group,
         one-shot, snapped to the grid; groups with no ratio strategy are left alone."""
-        snapped = self.ratio_min + round((ratio - self.ratio_min) / self.step) * self.step
-        snapped = round(min(max(snapped, self.ratio_min), self.ratio_max), 10)
+        return self.point({gid: ratio for gid in self.choices})
+
+    def point(self, ratios: Mapping[str, float]) -> dict[str, Any]:
+        """Params of a float one-shot policy: each group in `ratios` at its ratio (snapped to
+        the grid, within the group's range) in its preferred structured strategy; the other
+        groups are left alone where they can be."""
         point: dict[str, Any] = {}
         for gid, names in self.choices.items():
             strategy = next((s for s in SEED_PREFERENCE if s in names), None)
+            if gid not in ratios and UNPRUNED in names:
+                strategy = UNPRUNED
             if strategy is None:
                 strategy = UNPRUNED if UNPRUNED in names else names[0]
             if len(names) > 1:
                 point[gid + STRATEGY_SUFFIX] = strategy
             if strategy != UNPRUNED and STRATEGIES[strategy].fixed_ratio is None:
-                point[gid + RATIO_SUFFIX] = snapped
+                ratio = ratios.get(gid, self.ratio_min)
+                snapped = self.ratio_min + round((ratio - self.ratio_min) / self.step) * self.step
+                point[gid + RATIO_SUFFIX] = round(
+                    min(max(snapped, self.ratio_min), self.ratio_high(gid)), 10)
         if len(self.schedules) > 1:
             point[SCHEDULE_KEY] = "oneshot" if "oneshot" in self.schedules else self.schedules[0]
         if len(self.quantize) > 1:

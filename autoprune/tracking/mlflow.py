@@ -104,6 +104,8 @@ class StudyTracker:
                 "pareto": "false", "state": record.state, "trial_number": str(record.number)}
         if record.latency_source:
             tags["latency_source"] = record.latency_source
+        if record.state == "complete":
+            tags["feasible"] = "true" if record.feasible else "false"
         if record.strategies:
             tags["strategies"] = ",".join(record.strategies)
         if record.error:
@@ -116,8 +118,8 @@ class StudyTracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in record.metrics.items()],
             params=[Param(k, str(v)) for k, v in sorted(record.params.items())],
         )
-        self.client.set_terminated(run.info.run_id,
-                                   "FINISHED" if record.state == "complete" else "FAILED")
+        status = {"complete": "FINISHED", "stopped": "KILLED"}.get(record.state, "FAILED")
+        self.client.set_terminated(run.info.run_id, status)
         record.run_id = run.info.run_id
         return run.info.run_id
 

@@ -20,8 +20,9 @@ def cpu():
 def _samples(roofline, precision):
     kernels = []
     for i in range(1, 13):  # a mix of compute-bound, memory-bound and tiny kernels
-        kernels.append((Kernel("conv", 2e6 * i * i, 4e4 * i), Kernel("fusible", 1e3 * i, 4e3 * i),
-                        Kernel("gemm", 1e5 * i, 2e5 * i), Kernel("dwconv", 5e4 * i * (i % 3), 1e3 * i),
+        kernels.append((Kernel("conv", 2e6 * i * i, 4e4 * i),
+                        Kernel("fusible", 1e3 * i, 4e3 * i), Kernel("gemm", 1e5 * i, 2e5 * i),
+                        Kernel("dwconv", 5e4 * i * (i % 3), 1e3 * i),
                         *[Kernel("fusible", 10.0, 40.0)] * (i % 4)))
     return [cal.Sample(f"m{i}", k, cal.predict_ms(k, roofline, precision))
             for i, k in enumerate(kernels)]

@@ -7,14 +7,18 @@ import math
 import optuna
 import pytest
 
-from autoprune.search.runner import StudySearch
+from autoprune.search.runner import EarlyStop, StudySearch
+from autoprune.search.samplers import CONSTRAINTS_ATTR, Constraints
 from autoprune.search.space import PolicySpace
 
 
-def searcher() -> StudySearch:
+def searcher(constraints: Constraints | None = None, stopper: EarlyStop | None = None
+             ) -> StudySearch:
     space = PolicySpace({"a.conv": ("channel",)}, 0.0, 0.5, 0.1)
     return StudySearch(space=space, metric=["accuracy", "latency_ms"], mode=["max", "min"],
-                       sampler=optuna.samplers.RandomSampler(seed=0), study_name="unit-test")
+                       sampler=optuna.samplers.RandomSampler(seed=0), study_name="unit-test",
+                       constraints=constraints or Constraints(),
+                       stopper=stopper or EarlyStop(True, 0.1, 2))
 
 
 @pytest.mark.parametrize(
@@ -43,3 +47,43 @@ def test_good_trials_complete_with_both_objectives():
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.values == [0.9, 1.5]
     assert search.optuna_number("t1") == 0
+
+
+def test_completed_trials_carry_their_constraint_values():
+    search = searcher(Constraints(max_latency_ms=1.0, min_accuracy=0.95))
+    search.suggest("t1")
+    search.on_trial_complete("t1", result={"accuracy": 0.9, "latency_ms": 1.5})
+    trial = search._ot_study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.user_attrs[CONSTRAINTS_ATTR] == pytest.approx([0.5, 0.05])
+
+
+def test_a_trial_stopped_early_is_pruned_in_optuna():
+    stopper = EarlyStop(True, 0.1, 2)
+    search = searcher(stopper=stopper)
+    search.suggest("t0")
+    assert not stopper("t0", {"epoch": 1, "epoch_accuracy": 0.9, "epoch_latency_ms": 1.0})
+    stopper.finish("t0", 1.0)
+    search.suggest("t1")
+    midway = {"epoch": 1, "epoch_accuracy": 0.5, "epoch_latency_ms": 1.2}
+    assert stopper("t1", midway)
+    search.on_trial_complete("t1", result=midway)
+    trial = search._ot_study.trials[1]
+    assert trial.state == optuna.trial.TrialState.PRUNED and trial.values is None
+
+
+def test_early_stopping_compares_trials_at_the_same_epoch():
+    stop = EarlyStop(True, 0.1, 4)  # decides after epoch 2 of 4
+    result = lambda epoch, acc, ms: {"epoch": epoch, "epoch_accuracy": acc,  # noqa: E731
+                                     "epoch_latency_ms": ms}
+    assert not stop("a", result(2, 0.80, 1.0))  # nothing finished yet
+    stop.finish("a", 1.0)
+    assert not stop("b", result(1, 0.10, 1.2))  # not the deciding epoch
+    assert stop("b", result(2, 0.60, 1.2))  # slower and far behind at the same epoch
+    assert "at least as fast had 80.00%" in stop.stopped["b"]
+    assert not stop("c", result(2, 0.60, 0.9))  # faster: may still be on the front
+    assert not stop("d", result(2, 0.75, 1.2))  # within the margin
+    stop.finish("never-reported-midway", 0.1)  # trials without a midway result are no reference
+    assert not stop("e", result(2, 0.75, 1.2))
+    assert not EarlyStop(True, 0.1, 1).enabled  # one epoch: no halfway point
+    assert not EarlyStop(False, 0.1, 4)("x", result(2, 0.0, 9.0))

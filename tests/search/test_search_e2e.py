@@ -200,3 +200,38 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
     assert study.data.tags["latency_device"] == "cpu"
     assert len(trials) == 3
     assert {t.data.tags["latency_source"] for t in trials} == {"measured"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["tpe", "nsga2", "nsga3", "gp", "random", "uniform", "amc"])
+def test_every_search_method_runs_the_same_path_and_logs_alike(tmp_path, method):
+    extra = ["search.sensitivity=true", "search.sensitivity_ratios=[0.5]"] \
+        if method == "amc" else []
+    result = search(tmp_path, "hardware=jetson", f"search={method}", "search.n_trials=3",
+                    "search.max_accuracy_drop=0.02", *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "constraints: accuracy >= " in result.stdout
+    client, study, trials = study_runs(tmp_path)
+    assert study.info.status == "FINISHED"
+    assert study.data.params["search.sampler"] == method
+    assert {"trials_complete", "trials_failed", "trials_stopped_early", "trials_infeasible",
+            "pareto_size"} <= set(study.data.metrics)
+    assert len(trials) == 3 and {t.data.tags["state"] for t in trials} == {"complete"}
+    for t in trials:
+        assert {"role", "study", "pareto", "state", "trial_number", "latency_source",
+                "feasible"} <= set(t.data.tags)
+        assert {"accuracy", "latency_ms", "speedup", "params", "macs"} <= set(t.data.metrics)
+    floor = study.data.metrics["base_accuracy"] - 0.02
+    front = [t for t in trials if t.data.tags["pareto"] == "true"]
+    assert all(t.data.tags["feasible"] == "true" for t in front)
+    assert all(t.data.metrics["accuracy"] >= floor - 1e-9 for t in front)
+    assert all((t.data.tags["feasible"] == "true") == (t.data.metrics["accuracy"] >= floor - 1e-9)
+               for t in trials)
+    assert study.data.metrics["trials_infeasible"] == sum(
+        t.data.tags["feasible"] == "false" for t in trials)
+    name = study.data.tags["optuna_study"]
+    states = [t.state for t in optuna.load_study(
+        study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 3
+    if method == "amc":
+        assert "sensitivity warm start" in result.stdout

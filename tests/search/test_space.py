@@ -108,3 +108,18 @@ def test_sampler_options_that_do_not_fit_are_user_errors(settings_for):
     search = settings_for("search=random", "+search.options.bogus=1").search
     with pytest.raises(UserError, match="do not fit the random sampler"):
         make_sampler(search, seed=0)
+
+
+def test_caps_narrow_a_groups_range_and_points_respect_them():
+    s = space(("channel",), caps={"a.conv": 0.33, "unknown": 0.1})
+    assert s.ratio_high("a.conv") == pytest.approx(0.30) and s.ratio_high("b.conv") == 0.70
+    assert "unknown" not in s.caps
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        s(trial)
+        assert trial.params["a.conv.ratio"] <= 0.30 + 1e-9
+        study.tell(trial, [0.5, 1.0])
+    assert s.uniform_point(0.6) == {"a.conv.ratio": 0.30, "b.conv.ratio": 0.6}
+    assert s.point({"b.conv": 0.42}) == {"a.conv.ratio": 0.0, "b.conv.ratio": 0.4}

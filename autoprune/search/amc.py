@@ -1,0 +1,420 @@
+"""`search=amc`: a DDPG agent that prunes layer by layer (after AMC, He et al., ECCV 2018).
+
+An episode walks the prunable groups in model order. At each group the agent sees the layer
+(position, kind, channels, kernel, stride, share of the MACs, share of the latency) and the
+episode so far (latency removed, latency still removable, previous ratio) and answers with a
+continuous ratio for the group's structured strategy. The trial prunes with those ratios and
+fine-tunes; its validation accuracy, less any overshoot of the budget, is the reward of every
+step of the episode (AMC's setting: one reward at the end, no discount, so the critic regresses
+the episode's reward directly and the actor climbs the critic).
+
+Beyond the paper, the agent is conditioned on a latency budget (a fraction of the base
+model's latency) drawn afresh for each episode from [budget_min, budget_max]: one search
+learns the whole accuracy/latency trade-off and its episodes trace a front instead of one
+point. The "action wall" keeps every episode inside its budget: from the latency model's
+per-group savings it raises a group's ratio to the least that still lets the remaining
+groups, pruned as far as allowed, reach the budget. Trials the agent did not propose
+(enqueued seeds, trials of a resumed study) are learned from too, labelled with the budget
+they achieved.
+
+It is an Optuna sampler, so storage, resume, Ray Tune and MLflow work as for any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from autoprune.errors import UserError
+from autoprune.pruning import Decision, Policy, PrunableGroup, PruneSettings, apply_policy
+from autoprune.pruning.groups import KINDS
+from autoprune.pruning.policy import RATIO_SUFFIX, STRATEGY_SUFFIX, UNPRUNED
+from autoprune.search.space import SEED_PREFERENCE
+
+AGENT_OPTIONS: dict[str, Any] = {
+    "warmup_episodes": 8, "budget_min": 0.25, "budget_max": 0.9, "noise": 0.3,
+    "noise_decay": 0.95, "updates_per_episode": 32, "batch_size": 64, "hidden": 64,
+    "actor_lr": 1e-3, "critic_lr": 3e-3, "table_points": 6,
+}
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """`search.options` of `search=amc` (see conf/search/amc.yaml)."""
+
+    warmup_episodes: int
+    budget_min: float
+    budget_max: float
+    noise: float
+    noise_decay: float
+    updates_per_episode: int
+    batch_size: int
+    hidden: int
+    actor_lr: float
+    critic_lr: float
+    table_points: int
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> AgentOptions:
+        values = {**AGENT_OPTIONS, **options}
+        try:
+            opts = cls(**{k: type(AGENT_OPTIONS[k])(v) for k, v in values.items()})
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"search.options of the amc sampler: {exc}") from exc
+        if not 0.0 < opts.budget_min <= opts.budget_max <= 1.0:
+            raise UserError("search.options.budget_min and budget_max must satisfy "
+                            "0 < budget_min <= budget_max <= 1")
+        if opts.warmup_episodes < 0 or opts.updates_per_episode < 0 or opts.batch_size < 1 \
+                or opts.hidden < 1 or opts.table_points < 2 or opts.noise < 0 \
+                or not 0 < opts.noise_decay <= 1:
+            raise UserError("search.options of the amc sampler need warmup_episodes >= 0, "
+                            "updates_per_episode >= 0, batch_size >= 1, hidden >= 1, "
+                            "table_points >= 2, noise >= 0 and 0 < noise_decay <= 1")
+        return opts
+
+
+@dataclass(frozen=True)
+class GroupFeatures:
+    """What the agent knows about one group, and the latency model's view of pruning it."""
+
+    gid: str
+    strategy: str | None  # the ratio strategy the agent drives; None: the group is left alone
+    static: tuple[float, ...]  # normalised layer description
+    ratios: tuple[float, ...]  # the latency table's ratio grid ...
+    saved: tuple[float, ...]  # ... and the fraction of base latency each removes (monotone)
+
+    def saving(self, ratio: float) -> float:
+        """Latency fraction removed at `ratio` (linear between table points)."""
+        if self.strategy is None:
+            return 0.0
+        r, s = self.ratios, self.saved
+        if ratio <= r[0]:
+            return s[0]
+        for i in range(1, len(r)):
+            if ratio <= r[i]:
+                w = (ratio - r[i - 1]) / (r[i] - r[i - 1])
+                return s[i - 1] + w * (s[i] - s[i - 1])
+        return s[-1]
+
+    def ratio_for(self, saving: float, lo: float, hi: float) -> float:
+        """The least ratio in [lo, hi] that removes at least `saving` (hi if none does)."""
+        if self.saving(lo) >= saving:
+            return lo
+        a, b = lo, hi
+        for _ in range(40):
+            mid = (a + b) / 2
+            if self.saving(mid) >= saving:
+                b = mid
+            else:
+                a = mid
+        return b
+
+
+def _layer_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, int, int, float]]:
+    """Per Conv2d/Linear: (in channels, kernel size, stride, MACs) from one forward pass."""
+    shapes: dict[str, tuple[int, int, int, float]] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            def hook(m: nn.Module, inputs: Any, out: torch.Tensor, name: str = name) -> None:
+                if isinstance(m, nn.Conv2d):
+                    k = m.kernel_size[0] * m.kernel_size[1]
+                    macs = out.numel() * (m.in_channels // m.groups) * k
+                    shapes[name] = (m.in_channels, m.kernel_size[0], m.stride[0], float(macs))
+                else:
+                    shapes[name] = (m.in_features, 1, 1, float(out.numel() * m.in_features))
+            hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
+                   choices: Mapping[str, Sequence[str]], ratio_max: float, x: torch.Tensor,
+                   prune: PruneSettings, latency_ms, points: int = 6,  # noqa: ANN001
+                   ) -> list[GroupFeatures]:
+    """The agent's view of each group: its layer description and a latency table (the
+    latency model's prediction with that group alone pruned at `points` ratios up to
+    `ratio_max`; `latency_ms(model)` predicts). Savings are made monotone in the ratio."""
+    shapes = _layer_shapes(base_model, x)
+    total_macs = sum(s[3] for s in shapes.values()) or 1.0
+    base_ms = latency_ms(base_model)
+    grid = tuple(ratio_max * i / (points - 1) for i in range(points))
+    features = []
+    widest = max((g.channels for g in groups), default=1)
+    for index, group in enumerate(groups):
+        strategy = next((s for s in SEED_PREFERENCE if s in choices.get(group.id, ())), None)
+        layers = [shapes[name] for name in group.layers if name in shapes]
+        c_in, kernel, stride, _ = layers[0] if layers else (0, 1, 1, 0.0)
+        macs = sum(s[3] for s in layers) / total_macs
+        saved = [0.0]
+        if strategy is not None:
+            for ratio in grid[1:]:
+                policy = Policy({group.id: Decision(strategy, ratio)})
+                pruned = apply_policy(base_model, policy, groups, x, prune).model
+                saved.append(max(saved[-1], 1.0 - latency_ms(pruned) / base_ms))
+        else:
+            saved = [0.0] * points
+        onehot = [1.0 if group.kind == k else 0.0 for k in KINDS]
+        static = (index / max(len(groups) - 1, 1), *onehot,
+                  math.log1p(group.channels) / math.log1p(widest),
+                  math.log1p(c_in) / math.log1p(max(widest, c_in, 1)),
+                  kernel / 7.0, stride / 2.0, macs, saved[-1])
+        features.append(GroupFeatures(group.id, strategy, tuple(static), grid, tuple(saved)))
+    return features
+
+
+def _mlp(inputs: int, hidden: int, out: nn.Module | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                               nn.ReLU(), nn.Linear(hidden, 1)]
+    if out is not None:
+        layers.append(out)
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class Episode:
+    budget: float
+    states: list[list[float]]
+    actions: list[float]  # normalised to [0, 1] of the ratio range
+    params: dict[str, Any]
+
+
+class AMCSampler(optuna.samplers.BaseSampler):
+    """The agent as an Optuna sampler: one episode per trial, learning in `after_trial`."""
+
+    def __init__(self, features: Sequence[GroupFeatures], space: Any, base_latency_ms: float,
+                 options: Mapping[str, Any], seed: int, budget_cap: float = 1.0) -> None:
+        self.features = list(features)
+        self.space = space
+        self.base_latency_ms = base_latency_ms
+        self.options = AgentOptions.from_dict(options)
+        self.rng = random.Random(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.budget_cap = budget_cap
+        self.driven = [f for f in self.features if f.strategy is not None]
+        state_size = len(self.features[0].static) + 5 if self.features else 1
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.actor = _mlp(state_size, self.options.hidden, nn.Sigmoid())
+            self.critic = _mlp(state_size + 1, self.options.hidden)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.options.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.options.critic_lr)
+        self.memory: list[tuple[list[float], float, float]] = []  # (state, action, reward)
+        self.episodes: dict[int, Episode] = {}
+        self.learned = 0  # episodes learned from
+        self.baseline: float | None = None
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    # --- the episode -----------------------------------------------------------------------
+    def _state(self, f: GroupFeatures, budget: float, done: float, rest: float,
+               previous: float) -> list[float]:
+        return [*f.static, budget, done, rest, previous, 1.0 - budget - done]
+
+    def reachable(self) -> float:
+        """The smallest latency fraction the latency model says the space can reach."""
+        return max(1.0 - sum(self._most(f) for f in self.driven), 0.0)
+
+    def _most(self, f: GroupFeatures) -> float:
+        """The latency fraction group `f` removes at the largest ratio it may take."""
+        return f.saving(self.space.ratio_high(f.gid))
+
+    def _budget(self) -> float:
+        # A model the latency model cannot make much faster still gets a range of budgets.
+        lo = max(self.options.budget_min, self.reachable())
+        hi = min(max(self.options.budget_max, (1.0 + lo) / 2), self.budget_cap)
+        return self.rng.uniform(min(lo, hi), hi)
+
+    def _walk(self, budget: float, choose, wall: bool = True) -> Episode:  # noqa: ANN001
+        """Run the groups in order; `choose(state, floor)` returns the normalised action, and
+        with `wall` no ratio goes below the action wall's floor."""
+        lo = self.space.ratio_min
+        need = 1.0 - budget
+        done, previous = 0.0, 0.0
+        episode = Episode(budget, [], [], {})
+        rest = sum(self._most(f) for f in self.driven)
+        for f in self.features:
+            if f.strategy is None:
+                continue
+            rest -= self._most(f)
+            hi = self.space.ratio_high(f.gid)
+            state = self._state(f, budget, done, rest, previous)
+            # The action wall: at least what the remaining groups cannot make up.
+            floor = f.ratio_for(need - done - rest, lo, hi)
+            action = choose(state, (floor - lo) / (hi - lo) if hi > lo else 0.0)
+            ratio = lo + action * (hi - lo)
+            if wall:
+                ratio = max(ratio, floor)
+            episode.states.append(state)
+            episode.actions.append((ratio - lo) / (hi - lo) if hi > lo else 0.0)
+            episode.params[f.gid] = ratio
+            done += f.saving(ratio)
+            previous = episode.actions[-1]
+        return episode
+
+    def _propose(self) -> Episode:
+        budget = self._budget()
+        warm = self.learned < self.options.warmup_episodes
+        sigma = self.options.noise * self.options.noise_decay ** max(
+            self.learned - self.options.warmup_episodes, 0)
+
+        def choose(state: list[float], floor: float) -> float:
+            if warm:
+                return self.rng.uniform(floor, 1.0)
+            with torch.no_grad():
+                mean = float(self.actor(torch.tensor([state]))[0, 0])
+            for _ in range(100):  # truncated normal around the actor's answer
+                value = self.rng.gauss(mean, sigma) if sigma > 0 else mean
+                if 0.0 <= value <= 1.0:
+                    return value
+            return min(max(mean, 0.0), 1.0)
+
+        return self._walk(budget, choose)
+
+    def _params(self, episode: Episode) -> dict[str, Any]:
+        """Optuna params of an episode: ratios snapped to the space's grid."""
+        params: dict[str, Any] = {}
+        lo, step = self.space.ratio_min, self.space.step
+        for f in self.features:
+            names = self.space.choices.get(f.gid, ())
+            if f.strategy is None:
+                if len(names) > 1:
+                    params[f.gid + STRATEGY_SUFFIX] = UNPRUNED if UNPRUNED in names else names[0]
+                continue
+            ratio = episode.params[f.gid]
+            # Round up: a ratio below the wall's floor could leave the budget.
+            snapped = lo + math.ceil((ratio - lo) / step - 1e-9) * step
+            if len(names) > 1:
+                params[f.gid + STRATEGY_SUFFIX] = f.strategy
+            params[f.gid + RATIO_SUFFIX] = round(min(snapped, self.space.ratio_high(f.gid)), 10)
+        return params
+
+    # --- Optuna's sampler interface ---------------------------------------------------------
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if trial.number not in self.episodes:
+            episode = self._propose()
+            episode.params = self._params(episode)
+            self.episodes[trial.number] = episode
+        value = self.episodes[trial.number].params.get(param_name)
+        if isinstance(param_distribution, CategoricalDistribution):
+            if value in param_distribution.choices:
+                return value
+        elif isinstance(param_distribution, FloatDistribution) and value is not None:
+            if param_distribution.low <= value <= param_distribution.high:
+                return value
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        if state != TrialState.COMPLETE or not values:
+            return
+        accuracy, latency_ms = float(values[0]), float(values[1])
+        ratios = self._ratios(trial.params)
+        proposed = self.episodes.pop(trial.number, None)
+        if proposed is not None:
+            budget = proposed.budget
+        else:  # not proposed by the agent: label it with the budget it achieved
+            budget = 1.0 - sum(f.saving(ratios[f.gid]) for f in self.driven)
+        episode = self._walk(budget, _Replay(self, ratios), wall=False)
+        overshoot = max(latency_ms / self.base_latency_ms - budget, 0.0)
+        self.learn(episode, accuracy - overshoot)
+
+    def _ratios(self, params: Mapping[str, Any]) -> dict[str, float]:
+        ratios = {}
+        for f in self.driven:
+            names = self.space.choices.get(f.gid, ())
+            strategy = params.get(f.gid + STRATEGY_SUFFIX, names[0] if len(names) == 1 else None)
+            ratios[f.gid] = float(params.get(f.gid + RATIO_SUFFIX, 0.0)) \
+                if strategy == f.strategy else self.space.ratio_min
+        return ratios
+
+    # --- learning ---------------------------------------------------------------------------
+    def learn(self, episode: Episode, reward: float) -> None:
+        """Store the episode's steps with its reward (less a moving baseline) and update."""
+        self.baseline = reward if self.baseline is None else \
+            0.9 * self.baseline + 0.1 * reward
+        advantage = reward - self.baseline
+        self.memory += [(s, a, advantage) for s, a in zip(episode.states, episode.actions,
+                                                          strict=True)]
+        self.learned += 1
+        if not self.memory:
+            return
+        for _ in range(self.options.updates_per_episode):
+            batch = [self.memory[self.rng.randrange(len(self.memory))]
+                     for _ in range(min(self.options.batch_size, len(self.memory)))]
+            states = torch.tensor([b[0] for b in batch])
+            actions = torch.tensor([[b[1]] for b in batch])
+            rewards = torch.tensor([[b[2]] for b in batch])
+            # Critic: one reward at the end and no discount, so the return is the reward.
+            q = self.critic(torch.cat([states, actions], dim=1))
+            critic_loss = nn.functional.mse_loss(q, rewards)
+            self.critic_opt.zero_grad()
+            critic_loss.backward()
+            self.critic_opt.step()
+            # Actor: up the critic's gradient.
+            actor_loss = -self.critic(torch.cat([states, self.actor(states)], dim=1)).mean()
+            self.actor_opt.zero_grad()
+            actor_loss.backward()
+            self.actor_opt.step()
+
+
+class _Replay:
+    """`choose` for `_walk` that replays a trial's ratios (as normalised actions)."""
+
+    def __init__(self, sampler: AMCSampler, ratios: Mapping[str, float]) -> None:
+        lo, space = sampler.space.ratio_min, sampler.space
+        self.actions = [(ratios[f.gid] - lo) / (space.ratio_high(f.gid) - lo)
+                        if space.ratio_high(f.gid) > lo else 0.0 for f in sampler.driven]
+        self.index = 0
+
+    def __call__(self, state: list[float], floor: float) -> float:
+        action = self.actions[self.index]
+        self.index += 1
+        return action
+
+
+def agent_factory(base_model: nn.Module, groups: Sequence[PrunableGroup], space: Any,
+                  x: torch.Tensor, prune: PruneSettings, profile: Any, input_shape: Sequence[int],
+                  base_latency_ms: float, max_latency_ms: float | None,
+                  ):  # noqa: ANN201
+    """A `make_sampler(agent=...)` callable building the AMC sampler for this model."""
+    from autoprune.hardware.predictor import predict_latency
+
+    if profile.roofline is None:
+        raise UserError(f"search=amc needs a latency model for its action wall, and "
+                        f"hardware={profile.name} has none (no roofline)")
+    shape = tuple(input_shape)
+
+    def build(options: Mapping[str, Any], seed: int) -> AMCSampler:
+        opts = AgentOptions.from_dict(options)
+        features = group_features(
+            base_model, groups, space.choices, space.ratio_max, x, prune,
+            lambda m: predict_latency(m, shape, profile).median_ms, opts.table_points)
+        cap = 1.0 if max_latency_ms is None else min(max_latency_ms / base_latency_ms, 1.0)
+        return AMCSampler(features, space, base_latency_ms, dataclasses.asdict(opts), seed, cap)
+
+    return build
+

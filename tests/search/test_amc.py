@@ -1,0 +1,141 @@
+"""The AMC-style agent: its latency table, the action wall, and that it learns."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+from autoprune.cli import compose
+from autoprune.config import settings_from_dict
+from autoprune.errors import UserError
+from autoprune.hardware.predictor import predict_latency
+from autoprune.models.resnet import ResNet
+from autoprune.pruning import Policy, PruneSettings, apply_policy, find_groups
+from autoprune.search.amc import (
+    AGENT_OPTIONS,
+    AgentOptions,
+    AMCSampler,
+    GroupFeatures,
+    group_features,
+)
+from autoprune.search.space import PolicySpace
+
+GRID = (0.0, 0.25, 0.5, 0.75)
+
+
+def features(savings_at_max=(0.2, 0.2, 0.2, 0.2)) -> list[GroupFeatures]:
+    """Synthetic groups whose latency saving grows linearly with the ratio."""
+    return [GroupFeatures(f"g{i}", "channel", (i / 3, 1, 0, 0, 0, 0.5, 0.5, 0.5, 0.5, 0.25, s),
+                          GRID, tuple(s * r / 0.75 for r in GRID))
+            for i, s in enumerate(savings_at_max)]
+
+
+SPACE = PolicySpace({f"g{i}": ("channel",) for i in range(4)}, 0.0, 0.75, 0.05)
+
+
+def agent(seed=0, **options) -> AMCSampler:
+    return AMCSampler(features(), SPACE, base_latency_ms=1.0, options=options, seed=seed)
+
+
+def test_table_lookup_interpolates_and_inverts():
+    f = features()[0]
+    assert f.saving(0.0) == 0.0 and f.saving(0.75) == pytest.approx(0.2)
+    assert f.saving(0.375) == pytest.approx(0.1)
+    assert f.ratio_for(0.1, 0.0, 0.75) == pytest.approx(0.375, abs=1e-6)
+    assert f.ratio_for(0.5, 0.0, 0.75) == 0.75  # more than the group can give
+    assert f.ratio_for(-0.1, 0.0, 0.75) == 0.0
+
+
+def test_latency_table_of_a_real_model_is_monotone_and_predicted():
+    jetson = settings_from_dict(compose("search", ["hardware=jetson"])).hardware
+    torch.manual_seed(0)
+    model = ResNet(width=16, blocks_per_stage=1).eval()
+    x = torch.zeros(1, 1, 16, 16)
+    groups = find_groups(model, x)
+    choices = {g.id: ("channel",) for g in groups if g.kind == "conv"}
+    groups = [g for g in groups if g.id in choices]
+    table = group_features(model, groups, choices, 0.75, x, PruneSettings(8),
+                           lambda m: predict_latency(m, (1, 16, 16), jetson).median_ms, 4)
+    assert [f.gid for f in table] == [g.id for g in groups]
+    for f in table:
+        assert f.strategy == "channel" and f.saved[0] == 0.0
+        assert all(b >= a for a, b in zip(f.saved, f.saved[1:], strict=False))
+    # A group's entry is the prediction for the model with that group alone pruned.
+    first = table[0]
+    pruned = apply_policy(model, Policy.uniform([first.gid], "channel", 0.75), groups, x,
+                          PruneSettings(8)).model
+    base_ms = predict_latency(model, (1, 16, 16), jetson).median_ms
+    alone = 1 - predict_latency(pruned, (1, 16, 16), jetson).median_ms / base_ms
+    assert first.saved[-1] >= max(alone, 0.0) - 1e-12
+
+
+def test_action_wall_keeps_every_episode_inside_its_budget():
+    sampler = agent()
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for _ in range(30):
+        trial = study.ask()
+        SPACE(trial)
+        episode = sampler.episodes[trial.number]
+        removed = sum(f.saving(trial.params[f"{f.gid}.ratio"]) for f in sampler.features)
+        assert 0.25 <= episode.budget <= 0.9
+        assert 1.0 - removed <= episode.budget + 1e-9  # ratios are rounded up on the grid
+        study.tell(trial, [0.9, 1.0 - removed])
+
+
+def test_budgets_below_what_the_model_can_reach_are_not_drawn():
+    sampler = AMCSampler(features((0.1, 0.1, 0.1, 0.1)), SPACE, 1.0, {}, 0)
+    assert sampler.reachable() == pytest.approx(0.6)
+    assert all(0.6 - 1e-9 <= sampler._budget() <= 0.9 for _ in range(100))
+
+
+def test_the_agent_learns_which_groups_to_prune():
+    # Accuracy suffers from pruning g2 and g3, hardly from g0 and g1. An actor that learned
+    # nothing would leave the budget to the wall, which cuts the last groups; after training
+    # on episodes it prunes g0 and g1 harder than g2 and g3 for the same budget.
+    sampler = agent(warmup_episodes=20, updates_per_episode=64)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for _ in range(80):
+        trial = study.ask()
+        SPACE(trial)
+        r = [trial.params[f"g{i}.ratio"] for i in range(4)]
+        accuracy = 1.0 - 0.05 * (r[0] ** 2 + r[1] ** 2) - 0.8 * (r[2] ** 2 + r[3] ** 2)
+        study.tell(trial, [accuracy, 0.5])
+    sampler.options = AgentOptions.from_dict({**AGENT_OPTIONS, "noise": 0.0})
+    sampler.learned = 10**6  # no warm-up, no noise: the actor's own choice
+    with torch.no_grad():
+        episode = sampler._walk(0.8, lambda state, floor: float(sampler.actor(
+            torch.tensor([state]))[0, 0]))
+    ratios = [episode.params[f"g{i}"] for i in range(4)]
+    assert min(ratios[0], ratios[1]) > max(ratios[2], ratios[3])
+
+
+def test_trials_it_did_not_propose_are_learned_from():
+    sampler = agent()
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study.enqueue_trial({f"g{i}.ratio": 0.5 for i in range(4)})
+    trial = study.ask()
+    SPACE(trial)
+    assert trial.number not in sampler.episodes
+    study.tell(trial, [0.9, 0.6])
+    assert sampler.learned == 1 and len(sampler.memory) == 4
+    # Labelled with the budget it achieved: 4 groups x 0.2 x (0.5 / 0.75) removed.
+    assert sampler.memory[0][0][11] == pytest.approx(1 - 4 * 0.2 * 0.5 / 0.75)
+
+
+def test_failed_trials_teach_nothing():
+    sampler = agent()
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    trial = study.ask()
+    SPACE(trial)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert sampler.learned == 0 and not sampler.memory
+
+
+def test_options_are_checked():
+    with pytest.raises(UserError, match="budget_min and budget_max"):
+        AgentOptions.from_dict({"budget_min": 0.9, "budget_max": 0.5})
+    with pytest.raises(UserError, match="warmup_episodes >= 0"):
+        AgentOptions.from_dict({"warmup_episodes": -1})
+    with pytest.raises(UserError, match="amc sampler"):
+        AgentOptions.from_dict({"noise": "loud"})

@@ -1,0 +1,116 @@
+"""Every search method is an Optuna sampler built from `search=<name>`; constraints."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from autoprune.cli import compose
+from autoprune.config import SAMPLERS, settings_from_dict
+from autoprune.errors import UserError
+from autoprune.pruning import Policy
+from autoprune.search.samplers import (
+    CONSTRAINTS_ATTR,
+    Constraints,
+    UniformSampler,
+    constraint_values,
+    make_sampler,
+    resolve_constraints,
+)
+from autoprune.search.space import PolicySpace
+
+SPACE = PolicySpace({"a.conv": ("channel", "lowrank"), "b.fc": ("neuron",),
+                     "c.block": ("layer",)}, 0.0, 0.75, 0.05)
+
+
+def search_config(name: str, *overrides: str):
+    return settings_from_dict(compose("search", [f"search={name}", *overrides])).search
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_method_has_a_config_and_builds_a_seeded_sampler(name):
+    cfg = search_config(name)
+    assert cfg.sampler == name
+    sampler = make_sampler(cfg, 0, space=SPACE)
+    assert isinstance(sampler, optuna.samplers.BaseSampler)
+
+
+def test_each_name_gives_the_sampler_it_promises():
+    expected = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+                "nsga3": optuna.samplers.NSGAIIISampler, "gp": optuna.samplers.GPSampler,
+                "random": optuna.samplers.RandomSampler, "uniform": UniformSampler}
+    for name, cls in expected.items():
+        assert type(make_sampler(search_config(name), 0, space=SPACE)) is cls, name
+
+
+def test_constraints_reach_the_samplers_that_take_them():
+    limits = Constraints(max_latency_ms=1.0)
+    for name in ("tpe", "nsga2", "nsga3", "gp"):
+        sampler = make_sampler(search_config(name), 0, space=SPACE, constraints=limits)
+        assert sampler._constraints_func is constraint_values, name
+    assert make_sampler(search_config("tpe"), 0, space=SPACE)._constraints_func is None
+
+
+@pytest.mark.parametrize(("name", "option", "message"), [
+    ("uniform", "+search.options.foo=1", "search.options.foo is not an option of the uniform"),
+    ("amc", "+search.options.foo=1", "search.options.foo is not an option of the amc sampler"),
+    ("amc", "search.options.budget_min=0", "budget_min and budget_max must satisfy"),
+    ("nsga3", "+search.options.bogus=2", "search.options do not fit the nsga3 sampler"),
+])
+def test_bad_sampler_options_are_one_user_error(name, option, message):
+    with pytest.raises(UserError, match=message.replace(".", r"\.").replace("+", r"\+")):
+        make_sampler(search_config(name, option), 0)
+
+
+def test_uniform_sweeps_one_ratio_for_every_group_over_the_budget():
+    sampler = UniformSampler(SPACE, n_trials=4)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    ratios = []
+    for _ in range(4):
+        trial = study.ask()
+        SPACE(trial)
+        policy = Policy.from_params(SPACE.complete(trial.params))
+        decided = {gid: d for gid, d in policy.decisions.items() if d.strategy != "none"}
+        assert {d.strategy for d in decided.values()} == {"channel", "neuron"}
+        assert len({d.ratio for d in decided.values()}) == 1
+        assert "c.block" not in decided  # a whole-block choice is not a ratio
+        ratios.append(decided["a.conv"].ratio)
+        study.tell(trial, [0.5, 1.0])
+    assert ratios == pytest.approx([0.0, 0.25, 0.5, 0.75])
+
+
+def test_relative_accuracy_floor_is_resolved_against_the_base():
+    cfg = search_config("tpe", "search.max_accuracy_drop=0.02", "search.max_latency_ms=3")
+    limits = resolve_constraints(cfg, base_accuracy=0.95)
+    assert limits.min_accuracy == pytest.approx(0.93)
+    assert limits.values(0.94, 2.0) == pytest.approx([-1.0, -0.01])
+    assert limits.met(0.94, 2.0) and not limits.met(0.92, 2.0) and not limits.met(0.94, 3.5)
+    assert not Constraints() and Constraints().met(0.0, 1e9)
+
+
+def test_a_trial_without_constraint_values_counts_as_infeasible():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert constraint_values(study.trials[0]) == [1.0]
+    trial = study.ask()
+    trial.set_user_attr(CONSTRAINTS_ATTR, [-0.5])
+    study.tell(trial, [0.9, 1.0])
+    assert constraint_values(study.trials[1]) == [-0.5]
+
+
+def test_constrained_tpe_steers_towards_the_feasible_region():
+    # The feasible region (x <= 0.2) is a fifth of the range; with the constraints known, TPE
+    # proposes far more feasible points after its start-up than at random.
+    def run(constraints_func):
+        sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=10,
+                                             constraints_func=constraints_func)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        for _ in range(60):
+            trial = study.ask()
+            x = trial.suggest_float("x", 0.0, 1.0)
+            trial.set_user_attr(CONSTRAINTS_ATTR, [x - 0.2])
+            study.tell(trial, [x, x])  # more x: better first objective, worse second
+        return sum(t.params["x"] <= 0.2 for t in study.trials[10:])
+
+    assert run(constraint_values) > run(None) + 10
