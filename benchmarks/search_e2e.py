@@ -48,7 +48,7 @@ def one_run(profile: str, extra: list[str]) -> dict:
     return {
         "wall_s": round(wall, 1),
         "trials": len(trials),
-        "failed": sum(t.data.tags.get("state") != "complete" for t in trials),
+        "failed": sum(t.data.tags.get("state") == "failed" for t in trials),
         "pareto": len(front),
         "latency_sources": sorted({t.data.tags.get("latency_source", "") for t in trials}),
         "base_accuracy": base_acc,

@@ -9,7 +9,10 @@ the Optuna study it computes, in trial order, the hypervolume of the front in th
 median and range across seeds of the final hypervolume, the search's wall time (the MLflow
 study run: base-model preparation excluded), and the best validation accuracy reached at
 <= 0.5x and <= 0.3x of the base latency. `tpe-no-early-stop` (TPE with search.early_stop=false)
-shows what early stopping costs. Writes benchmarks/results/search_methods.{json,md,png}.
+shows what early stopping costs. The CPU latency model is calibrated here first (`python -m
+autoprune calibrate hardware=cpu`), as a user would before a search that predicts: `amc`'s
+action wall uses it. `--merge` keeps the committed runs of the methods not run this time.
+Writes benchmarks/results/search_methods.{json,md,png}.
 
     python benchmarks/search_methods.py --trials 20 --seeds 0 1 2 --models resnet mlp
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,12 +138,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["resnet", "mlp"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the committed runs of the methods not run now")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides")
     args = parser.parse_args()
     started = time.monotonic()
     runs = []
     with tempfile.TemporaryDirectory() as caches:
+        calibration = Path(caches) / "calibration" / "cpu.json"
+        subprocess.run([sys.executable, "-m", "autoprune", "calibrate", "hardware=cpu",
+                        f"cache_dir={caches}"], cwd=caches, check=True, capture_output=True)
         for model in args.models:
+            (Path(caches) / model / "calibration").mkdir(parents=True)
+            shutil.copy(calibration, Path(caches) / model / "calibration" / "cpu.json")
             for seed in args.seeds:
                 for method in args.methods:
                     run = one_study(model, method, seed, args.trials,
@@ -152,6 +163,15 @@ def main() -> None:
                + (f" --methods {' '.join(args.methods)}" if args.methods != list(METHODS)
                   else "") + (" -- " + " ".join(args.overrides) if args.overrides else ""))
     RESULTS.mkdir(exist_ok=True)
+    committed = RESULTS / "search_methods.json"
+    if args.merge and committed.is_file():
+        previous = json.loads(committed.read_text())
+        kept = [r for r in previous["runs"] if r["method"] not in args.methods]
+        runs = kept + runs
+        command = f"{previous['command']}; then {command} --merge"
+        args.methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
+        args.models = list(dict.fromkeys(r["model"] for r in runs))
+        args.seeds = sorted({r["seed"] for r in runs})
     (RESULTS / "search_methods.json").write_text(json.dumps(
         {"command": command, "machine": platform.platform(), "reference": REFERENCE,
          "runs": runs, "wall_s": round(time.monotonic() - started)}, indent=2) + "\n")

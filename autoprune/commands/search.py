@@ -289,7 +289,7 @@ def run(settings: Settings, output_dir: str) -> None:
             progress.update(record)
 
         study = runner.run_trials(
-            study_name=study_name, search=settings.search, seed=settings.seed, space=space,
+            study_name=study_name, search=settings.search, space=space,
             base_model=base.model, groups=groups, data=data, settings=trial_settings,
             profile=profile, plan=plan, cpus_per_trial=settings.ray.cpus_per_trial,
             storage_path=Path(output_dir) / "ray", on_record=on_record, sampler=sampler,

@@ -13,9 +13,10 @@ model's latency) drawn afresh for each episode from [budget_min, budget_max]: on
 learns the whole accuracy/latency trade-off and its episodes trace a front instead of one
 point. The "action wall" keeps every episode inside its budget: from the latency model's
 per-group savings it raises a group's ratio to the least that still lets the remaining
-groups, pruned as far as allowed, reach the budget. Trials the agent did not propose
-(enqueued seeds, trials of a resumed study) are learned from too, labelled with the budget
-they achieved.
+groups, pruned as far as allowed, reach the budget; where measured latencies show that the
+model's savings come true only in part, the wall asks for correspondingly more. Trials the
+agent did not propose (enqueued seeds, trials of a resumed study) are learned from too,
+labelled with the budget they achieved.
 
 It is an Optuna sampler, so storage, resume, Ray Tune and MLflow work as for any other.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,15 +90,18 @@ class GroupFeatures:
     """What the agent knows about one group, and the latency model's view of pruning it."""
 
     gid: str
-    strategy: str | None  # the ratio strategy the agent drives; None: the group is left alone
+    strategy: str | None  # the strategy the agent drives; None: the group is left alone
     static: tuple[float, ...]  # normalised layer description
     ratios: tuple[float, ...]  # the latency table's ratio grid ...
     saved: tuple[float, ...]  # ... and the fraction of base latency each removes (monotone)
+    binary: bool = False  # a whole-block removal: ratio 1 removes it, 0 keeps it
 
     def saving(self, ratio: float) -> float:
         """Latency fraction removed at `ratio` (linear between table points)."""
         if self.strategy is None:
             return 0.0
+        if self.binary:
+            return self.saved[-1] if ratio >= 0.5 else 0.0
         r, s = self.ratios, self.saved
         if ratio <= r[0]:
             return s[0]
@@ -110,6 +115,8 @@ class GroupFeatures:
         """The least ratio in [lo, hi] that removes at least `saving` (hi if none does)."""
         if self.saving(lo) >= saving:
             return lo
+        if self.binary:
+            return hi
         a, b = lo, hi
         for _ in range(40):
             mid = (a + b) / 2
@@ -149,7 +156,8 @@ def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
                    ) -> list[GroupFeatures]:
     """The agent's view of each group: its layer description and a latency table (the
     latency model's prediction with that group alone pruned at `points` ratios up to
-    `ratio_max`; `latency_ms(model)` predicts). Savings are made monotone in the ratio."""
+    `ratio_max`; `latency_ms(model)` predicts). Savings are made monotone in the ratio. A
+    group with no ratio strategy but block removal is driven as a keep/remove choice."""
     shapes = _layer_shapes(base_model, x)
     total_macs = sum(s[3] for s in shapes.values()) or 1.0
     base_ms = latency_ms(base_model)
@@ -158,11 +166,18 @@ def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
     widest = max((g.channels for g in groups), default=1)
     for index, group in enumerate(groups):
         strategy = next((s for s in SEED_PREFERENCE if s in choices.get(group.id, ())), None)
+        binary = strategy is None and "layer" in choices.get(group.id, ())
         layers = [shapes[name] for name in group.layers if name in shapes]
         c_in, kernel, stride, _ = layers[0] if layers else (0, 1, 1, 0.0)
         macs = sum(s[3] for s in layers) / total_macs
         saved = [0.0]
-        if strategy is not None:
+        table = grid
+        if binary:
+            strategy, table = "layer", (0.0, 1.0)
+            pruned = apply_policy(base_model, Policy({group.id: Decision("layer", 1.0)}), groups,
+                                  x, prune).model
+            saved.append(max(0.0, 1.0 - latency_ms(pruned) / base_ms))
+        elif strategy is not None:
             for ratio in grid[1:]:
                 policy = Policy({group.id: Decision(strategy, ratio)})
                 pruned = apply_policy(base_model, policy, groups, x, prune).model
@@ -174,7 +189,8 @@ def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
                   math.log1p(group.channels) / math.log1p(widest),
                   math.log1p(c_in) / math.log1p(max(widest, c_in, 1)),
                   kernel / 7.0, stride / 2.0, macs, saved[-1])
-        features.append(GroupFeatures(group.id, strategy, tuple(static), grid, tuple(saved)))
+        features.append(GroupFeatures(group.id, strategy, tuple(static), table, tuple(saved),
+                                      binary))
     return features
 
 
@@ -218,6 +234,8 @@ class AMCSampler(optuna.samplers.BaseSampler):
         self.episodes: dict[int, Episode] = {}
         self.learned = 0  # episodes learned from
         self.baseline: float | None = None
+        # Measured over predicted latency saving of finished trials: the wall's correction.
+        self.saving_ratios: list[float] = []
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
     # --- the episode -----------------------------------------------------------------------
@@ -225,13 +243,26 @@ class AMCSampler(optuna.samplers.BaseSampler):
                previous: float) -> list[float]:
         return [*f.static, budget, done, rest, previous, 1.0 - budget - done]
 
+    def correction(self) -> float:
+        """How much of the latency model's predicted saving the measurements showed (median
+        over finished trials; 1 until there are any)."""
+        if not self.saving_ratios:
+            return 1.0
+        return min(max(statistics.median(self.saving_ratios), 0.2), 2.0)
+
     def reachable(self) -> float:
-        """The smallest latency fraction the latency model says the space can reach."""
-        return max(1.0 - sum(self._most(f) for f in self.driven), 0.0)
+        """The smallest latency fraction the (corrected) latency model says is reachable."""
+        return max(1.0 - self.correction() * sum(self._most(f) for f in self.driven), 0.0)
 
     def _most(self, f: GroupFeatures) -> float:
         """The latency fraction group `f` removes at the largest ratio it may take."""
-        return f.saving(self.space.ratio_high(f.gid))
+        return f.saving(self._range(f)[1])
+
+    def _range(self, f: GroupFeatures) -> tuple[float, float]:
+        """The ratios group `f` may take: a removal is 0 or 1, a ratio its grid's range."""
+        if f.binary:
+            return 0.0, 1.0
+        return self.space.ratio_min, self.space.ratio_high(f.gid)
 
     def _budget(self) -> float:
         # A model the latency model cannot make much faster still gets a range of budgets.
@@ -242,8 +273,8 @@ class AMCSampler(optuna.samplers.BaseSampler):
     def _walk(self, budget: float, choose, wall: bool = True) -> Episode:  # noqa: ANN001
         """Run the groups in order; `choose(state, floor)` returns the normalised action, and
         with `wall` no ratio goes below the action wall's floor."""
-        lo = self.space.ratio_min
-        need = 1.0 - budget
+        # Predicted savings the measurements bear out only in part: ask the model for more.
+        need = (1.0 - budget) / self.correction()
         done, previous = 0.0, 0.0
         episode = Episode(budget, [], [], {})
         rest = sum(self._most(f) for f in self.driven)
@@ -251,7 +282,7 @@ class AMCSampler(optuna.samplers.BaseSampler):
             if f.strategy is None:
                 continue
             rest -= self._most(f)
-            hi = self.space.ratio_high(f.gid)
+            lo, hi = self._range(f)
             state = self._state(f, budget, done, rest, previous)
             # The action wall: at least what the remaining groups cannot make up.
             floor = f.ratio_for(need - done - rest, lo, hi)
@@ -259,6 +290,8 @@ class AMCSampler(optuna.samplers.BaseSampler):
             ratio = lo + action * (hi - lo)
             if wall:
                 ratio = max(ratio, floor)
+            if f.binary:
+                ratio = 1.0 if ratio >= 0.5 else 0.0
             episode.states.append(state)
             episode.actions.append((ratio - lo) / (hi - lo) if hi > lo else 0.0)
             episode.params[f.gid] = ratio
@@ -296,6 +329,10 @@ class AMCSampler(optuna.samplers.BaseSampler):
                     params[f.gid + STRATEGY_SUFFIX] = UNPRUNED if UNPRUNED in names else names[0]
                 continue
             ratio = episode.params[f.gid]
+            if f.binary:
+                if len(names) > 1:
+                    params[f.gid + STRATEGY_SUFFIX] = f.strategy if ratio >= 0.5 else UNPRUNED
+                continue
             # Round up: a ratio below the wall's floor could leave the budget.
             snapped = lo + math.ceil((ratio - lo) / step - 1e-9) * step
             if len(names) > 1:
@@ -340,6 +377,9 @@ class AMCSampler(optuna.samplers.BaseSampler):
             budget = 1.0 - sum(f.saving(ratios[f.gid]) for f in self.driven)
         episode = self._walk(budget, _Replay(self, ratios), wall=False)
         overshoot = max(latency_ms / self.base_latency_ms - budget, 0.0)
+        predicted = sum(f.saving(ratios[f.gid]) for f in self.driven)
+        if predicted > 0.05:
+            self.saving_ratios.append((1.0 - latency_ms / self.base_latency_ms) / predicted)
         self.learn(episode, accuracy - overshoot)
 
     def _ratios(self, params: Mapping[str, Any]) -> dict[str, float]:
@@ -347,8 +387,11 @@ class AMCSampler(optuna.samplers.BaseSampler):
         for f in self.driven:
             names = self.space.choices.get(f.gid, ())
             strategy = params.get(f.gid + STRATEGY_SUFFIX, names[0] if len(names) == 1 else None)
-            ratios[f.gid] = float(params.get(f.gid + RATIO_SUFFIX, 0.0)) \
-                if strategy == f.strategy else self.space.ratio_min
+            if f.binary:
+                ratios[f.gid] = 1.0 if strategy == f.strategy else 0.0
+            else:
+                ratios[f.gid] = float(params.get(f.gid + RATIO_SUFFIX, 0.0)) \
+                    if strategy == f.strategy else self.space.ratio_min
         return ratios
 
     # --- learning ---------------------------------------------------------------------------
@@ -385,9 +428,10 @@ class _Replay:
     """`choose` for `_walk` that replays a trial's ratios (as normalised actions)."""
 
     def __init__(self, sampler: AMCSampler, ratios: Mapping[str, float]) -> None:
-        lo, space = sampler.space.ratio_min, sampler.space
-        self.actions = [(ratios[f.gid] - lo) / (space.ratio_high(f.gid) - lo)
-                        if space.ratio_high(f.gid) > lo else 0.0 for f in sampler.driven]
+        self.actions = []
+        for f in sampler.driven:
+            lo, hi = sampler._range(f)
+            self.actions.append((ratios[f.gid] - lo) / (hi - lo) if hi > lo else 0.0)
         self.index = 0
 
     def __call__(self, state: list[float], floor: float) -> float:

@@ -346,7 +346,6 @@ def run_trials(
     *,
     study_name: str,
     search: SearchConfig,
-    seed: int,
     space: PolicySpace,
     base_model: nn.Module,
     groups: list[PrunableGroup],

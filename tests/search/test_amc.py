@@ -100,7 +100,8 @@ def test_the_agent_learns_which_groups_to_prune():
         SPACE(trial)
         r = [trial.params[f"g{i}.ratio"] for i in range(4)]
         accuracy = 1.0 - 0.05 * (r[0] ** 2 + r[1] ** 2) - 0.8 * (r[2] ** 2 + r[3] ** 2)
-        study.tell(trial, [accuracy, 0.5])
+        saved = sum(f.saving(x) for f, x in zip(sampler.features, r, strict=True))
+        study.tell(trial, [accuracy, 1.0 - saved])
     sampler.options = AgentOptions.from_dict({**AGENT_OPTIONS, "noise": 0.0})
     sampler.learned = 10**6  # no warm-up, no noise: the actor's own choice
     with torch.no_grad():
@@ -139,3 +140,45 @@ def test_options_are_checked():
         AgentOptions.from_dict({"warmup_episodes": -1})
     with pytest.raises(UserError, match="amc sampler"):
         AgentOptions.from_dict({"noise": "loud"})
+
+
+def test_blocks_are_kept_or_removed_whole_inside_the_wall():
+    block = GroupFeatures("blk", "layer", (1.0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0.3), (0.0, 1.0),
+                          (0.0, 0.3), binary=True)
+    space = PolicySpace({"g0": ("channel",), "g1": ("channel",), "blk": ("layer",)},
+                        0.0, 0.75, 0.05)
+    assert space.choices["blk"] == ("layer", "none")
+    sampler = AMCSampler([*features((0.2, 0.2))[:2], block], space, 1.0, {}, 0)
+    assert block.saving(0.4) == 0.0 and block.saving(0.6) == pytest.approx(0.3)
+    assert block.ratio_for(0.1, 0.0, 1.0) == 1.0 and block.ratio_for(0.0, 0.0, 1.0) == 0.0
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        space(trial)
+        removed = trial.params["blk.strategy"] == "layer"
+        seen.add(removed)
+        assert "blk.ratio" not in trial.params
+        saved = sum(f.saving(trial.params[f"{f.gid}.ratio"]) for f in sampler.features[:2])
+        saved += 0.3 if removed else 0.0
+        assert 1.0 - saved <= sampler.episodes[trial.number].budget + 1e-9
+        study.tell(trial, [0.9, 1.0 - saved])
+    assert seen == {True, False}
+
+
+def test_the_wall_asks_for_more_when_measurements_show_less_saving():
+    sampler = agent(warmup_episodes=100)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for _ in range(10):
+        trial = study.ask()
+        SPACE(trial)
+        predicted = sum(f.saving(trial.params[f"{f.gid}.ratio"]) for f in sampler.features)
+        study.tell(trial, [0.9, 1.0 - 0.5 * predicted])  # only half the predicted saving
+    assert sampler.correction() == pytest.approx(0.5)
+    assert sampler.reachable() == pytest.approx(1 - 0.5 * 0.8)
+    for _ in range(10):
+        trial = study.ask()
+        SPACE(trial)
+        predicted = sum(f.saving(trial.params[f"{f.gid}.ratio"]) for f in sampler.features)
+        assert 1.0 - 0.5 * predicted <= sampler.episodes[trial.number].budget + 1e-9
+        study.tell(trial, [0.9, 1.0 - 0.5 * predicted])
