@@ -398,11 +398,15 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
         _check("int8" in hardware.roofline.peak_tflops,
                f"pruning.quantize has int8 but hardware={hardware.name} has no int8 peak "
                "in roofline.peak_tflops")
+    search = _search(dict(raw["search"]))
+    _check(search.sampler != "amc" or hardware.roofline is not None,
+           f"search=amc needs a latency model for its action wall, and hardware={hardware.name} "
+           "has none (hardware.roofline)")
     return Settings(
         model=model,
         data=data,
         pruning=pruning,
-        search=_search(dict(raw["search"])),
+        search=search,
         hardware=hardware,
         finetune=finetune,
         tracking=_typed(TrackingConfig, "tracking", dict(raw["tracking"])),

@@ -52,6 +52,8 @@ def test_profiles_state_what_the_latency_model_needs(settings_for):
         (["search.sampler=cmaes"], "unknown search.sampler 'cmaes'"),
         (["search.seed_ratios=[1.5]"], "search.seed_ratios must lie in [0, 1)"),
         (["search.max_latency_ms=0"], "search.max_latency_ms must be positive"),
+        (["search=amc", "hardware=cpu", "hardware.roofline=null"],
+         "search=amc needs a latency model for its action wall"),
         (["search.min_accuracy=1.2"], "search.min_accuracy must lie in [0, 1]"),
         (["search.min_accuracy=0.9", "search.max_accuracy_drop=0.01"],
          "set search.min_accuracy or search.max_accuracy_drop, not both"),
