@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from autoprune.commands import COMMANDS
@@ -18,6 +19,10 @@ from autoprune.paths import config_dir, group_choices, groups
 
 EXIT_USAGE = 2
 HELP_FLAGS = ("-h", "--help", "--hydra-help")
+# smoke=true: a study's budget cut to what the test suite can afford, everything else kept.
+SMOKE = ("search.n_trials=3", "finetune.epochs=1", "finetune.base_epochs=2",
+         "search.sensitivity_ratios=[0.5]", "hardware.measure.warmup=3",
+         "hardware.measure.repeats=5", "hardware.measure.number=5")
 
 
 def _fail(message: str) -> None:
@@ -111,6 +116,37 @@ def compose(command: str, overrides: Sequence[str]) -> dict[str, Any]:
     return resolved  # type: ignore[return-value]
 
 
+def study_roots() -> list[Path]:
+    """Folders whose `studies/` subfolder holds study recipes: the working directory first,
+    then the project checkout."""
+    roots = [Path.cwd().resolve(), config_dir().resolve().parent]
+    return [r for i, r in enumerate(roots) if r not in roots[:i] and (r / "studies").is_dir()]
+
+
+def study_names() -> list[str]:
+    return sorted({p.stem for root in study_roots() for p in (root / "studies").glob("*.yaml")})
+
+
+def expand_study(overrides: Sequence[str]) -> list[str]:
+    """`study=<name>` made into the Hydra overrides that load `studies/<name>.yaml` (a config
+    in Hydra's global package), and `smoke=true` into the reduced budget; the user's own
+    overrides keep the last word."""
+    expanded = list(overrides)
+    for text in overrides:
+        key, _, value = text.partition("=")
+        if key == "study" and value not in ("", "null"):
+            root = next((r for r in study_roots() if (r / "studies" / f"{value}.yaml").is_file()),
+                        None)
+            if root is None:
+                raise UserError(f"unknown study {value!r}; choose one of: "
+                                f"{', '.join(study_names()) or 'none (no studies/ folder here)'}")
+            expanded = [f"hydra.searchpath=[file://{root}]", f"+studies={value}", *expanded]
+        if key == "smoke" and value.lower() == "true":
+            index = expanded.index(text)
+            expanded = [*expanded[:index], *SMOKE, *expanded[index:]]
+    return expanded
+
+
 def _remove_run_dir(output_dir: str) -> None:
     """Bad input found inside the job: leave no Hydra run folder behind (nor empty parents)."""
     import shutil
@@ -184,12 +220,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(a in HELP_FLAGS for a in rest):
         _run_hydra(command, module, rest)
         return
-    overrides = _overrides(rest)
     try:
         from autoprune.config import settings_from_dict
 
+        overrides = expand_study(_overrides(rest))
+        flags = [a for a in rest if a not in _overrides(rest)]
         raw = compose(command, overrides)
         settings_from_dict(raw)
     except UserError as exc:
         _fail(str(exc))
-    _run_hydra(command, module, rest)
+    _run_hydra(command, module, [*flags, *overrides])

@@ -71,7 +71,8 @@ def test_top_level_usage_lists_commands():
         (["search", "model._target_=nosuchpkg.factory"], "cannot import nosuchpkg"),
         (["search", "seed=abc"], "seed must be a number"),
         (["nosuchcommand"],
-         "unknown command 'nosuchcommand'; choose one of: search, latency, calibrate"),
+         "unknown command 'nosuchcommand'; choose one of: search, latency, calibrate, report, "
+         "apply, ui"),
         (["search", "model=custom", "model._target_=torch.nn.Linear", "+model.in_features=5",
           "+model.out_features=10"], "input shape (1, 16, 16) does not fit the model"),
         (["search", "model=custom", "model._target_=torch.nn.Flatten"],

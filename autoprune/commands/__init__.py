@@ -4,4 +4,7 @@ COMMANDS = {
     "search": "autoprune.commands.search",
     "latency": "autoprune.commands.latency",
     "calibrate": "autoprune.commands.calibrate",
+    "report": "autoprune.commands.report",
+    "apply": "autoprune.commands.apply",
+    "ui": "autoprune.commands.ui",
 }

@@ -53,6 +53,41 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
+VERSIONED = ("autoprune", "torch", "optuna", "ray", "mlflow", "hydra-core", "torch-pruning",
+             "onnx", "onnxruntime", "numpy", "scikit-learn")
+
+
+def package_versions() -> str:
+    """`name=version` of the packages a study's results depend on, comma-separated."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in VERSIONED:
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name}=absent")
+    return ",".join(found)
+
+
+def git_commit() -> str:
+    """The project checkout's commit (`+dirty` with uncommitted changes), or why there is none."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return "not a git checkout"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "git unavailable"
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def _check_input(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:
     try:
         with torch.no_grad():
@@ -231,6 +266,7 @@ def run(settings: Settings, output_dir: str) -> None:
             "latency_source": plan.source, "latency_node": plan.node or "none",
             "latency_device": base_latency.device, "optuna_study": study_name,
             "optuna_storage": settings.search.storage, "autoprune_version": __version__,
+            "versions": package_versions(), "git_commit": git_commit(),
             "base_model": base.path, "mlflow.note.content":
                 f"autoprune study on {profile.description}; filter trials with "
                 "tags.pareto = \"true\" for the front."})

@@ -1,0 +1,121 @@
+"""`python -m autoprune report [run=<study run id or study name>]`: a finished study's front.
+
+Reads the study back from MLflow (the latest study in the experiment unless `run` names one),
+prints the Pareto front as a table, writes it as markdown with the plots regenerated, under
+`report_dir/<study>/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from autoprune.config import Settings
+from autoprune.errors import UserError
+from autoprune.pruning import Policy
+from autoprune.search.pareto import front_records
+from autoprune.search.records import TrialRecord
+
+SUMMARY = "print a finished study's Pareto front and write it as markdown with its plots"
+METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv", "speedup", "params",
+           "nonzero_params", "sparsity", "macs", "size_mb")
+
+
+def find_study(client: Any, experiment: str, run: str | None) -> Any:
+    """The study run named by id or study name (the latest study when `run` is None)."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise UserError(f"the MLflow store has no experiment {experiment!r}; run a search first")
+    if run:
+        quoted = run.replace("'", "")
+        runs = client.search_runs([found.experiment_id], f"tags.role = 'study' and "
+                                  f"(tags.study = '{quoted}' or attributes.run_id = '{quoted}')")
+        if not runs:
+            raise UserError(f"no study run {run!r} in experiment {experiment!r}")
+        return runs[0]
+    runs = client.search_runs([found.experiment_id], "tags.role = 'study'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise UserError(f"experiment {experiment!r} holds no study yet; run a search first")
+    return runs[0]
+
+
+def study_records(client: Any, study: Any) -> tuple[list[TrialRecord], dict[int, float]]:
+    """The study's trials as TrialRecords (in trial order) and the front's test accuracies."""
+    trials = client.search_runs([study.info.experiment_id],
+                                f"tags.mlflow.parentRunId = '{study.info.run_id}'",
+                                max_results=50000)
+    records, test = [], {}
+    for t in trials:
+        tags, metrics = t.data.tags, t.data.metrics
+        number = int(tags["trial_number"])
+        params = dict(t.data.params)
+        try:
+            summary = Policy.from_params(params).summary()
+        except Exception:  # a policy this version cannot read back is still listed
+            summary = ""
+        records.append(TrialRecord(
+            number, params, tags.get("state", "failed"),
+            {k: metrics[k] for k in METRICS if k in metrics},
+            latency_source=tags.get("latency_source", ""), summary=summary,
+            error=tags.get("error", ""), pareto=tags.get("pareto") == "true",
+            feasible=tags.get("feasible", "true") == "true", run_id=t.info.run_id))
+        if "test_accuracy" in metrics:
+            test[number] = metrics["test_accuracy"]
+    records.sort(key=lambda r: r.number)
+    return records, test
+
+
+def markdown(study: Any, front: list[TrialRecord], test: dict[int, float],
+             records: list[TrialRecord]) -> str:
+    m, tags = study.data.metrics, study.data.tags
+    lines = [f"# {tags.get('study', study.info.run_id)}\n",
+             f"MLflow run `{study.info.run_id}`; hardware `{tags.get('hardware', '?')}`, latency "
+             f"{tags.get('latency_source', '?')}; {sum(r.state == 'complete' for r in records)} "
+             f"completed, {sum(r.state == 'failed' for r in records)} failed, "
+             f"{sum(r.state == 'stopped' for r in records)} stopped early.\n",
+             "![Pareto front](pareto_front.png)\n",
+             "| trial | val acc (%) | test acc (%) | latency (ms) | speedup | params | policy |",
+             "|---|---|---|---|---|---|---|",
+             f"| base | {100 * m.get('base_accuracy', float('nan')):.2f} | "
+             f"{100 * m.get('base_test_accuracy', float('nan')):.2f} | "
+             f"{m.get('base_latency_ms', float('nan')):.3f} | 1.00x | "
+             f"{m.get('base_params', float('nan')):,.0f} | unpruned |"]
+    for r in front:
+        t = test.get(r.number)
+        lines.append(f"| {r.number} | {100 * r.metrics['accuracy']:.2f} | "
+                     f"{'-' if t is None else f'{100 * t:.2f}'} | "
+                     f"{r.metrics['latency_ms']:.3f} | {r.metrics.get('speedup', 0):.2f}x | "
+                     f"{r.metrics.get('params', 0):,.0f} | {r.summary} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(settings: Settings, output_dir: str) -> None:
+    """Print the front, write `report.md` and the plots."""
+    from mlflow.tracking import MlflowClient
+
+    from autoprune.terminal import front_table
+    from autoprune.tracking.mlflow import check_reachable
+    from autoprune.tracking.plots import plot_front_html, plot_front_png, write_front_csv
+
+    check_reachable(settings.tracking.uri)
+    client = MlflowClient(tracking_uri=settings.tracking.uri)
+    study = find_study(client, settings.tracking.experiment, settings.raw.get("run"))
+    records, test = study_records(client, study)
+    front = front_records(records)
+    m = study.data.metrics
+    base = (m.get("base_accuracy", float("nan")), m.get("base_latency_ms", float("nan")),
+            m.get("base_test_accuracy", float("nan")))
+    name = study.data.tags.get("study", study.info.run_id)
+    folder = Path(str(settings.raw.get("report_dir", "reports"))) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"Pareto front of {name} ({len(front)} of {len(records)} trials; MLflow run "
+          f"{study.info.run_id})")
+    if front:
+        print(front_table(front, test, base))
+        title = f"{name}: {study.data.tags.get('hardware', '')}"
+        plot_front_png(records, front, base[:2], title, folder / "pareto_front.png")
+        plot_front_html(records, front, base[:2], title, folder / "pareto_front.html")
+        write_front_csv(front, test, folder / "pareto_front.csv")
+    (folder / "report.md").write_text(markdown(study, front, test, records))
+    print(f"written: {folder / 'report.md'} and the plots beside it")

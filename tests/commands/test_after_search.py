@@ -1,0 +1,116 @@
+"""After a search: report, apply and ui against the study it left in MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.search.test_search_e2e import QUICK, SMALL_RESNET
+from tests.test_cli import cli
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A small measured CPU study, left in tmp/mlflow.db."""
+    tmp = tmp_path_factory.mktemp("study")
+    result = cli("search", "hardware=cpu", f"cache_dir={tmp / 'cache'}", *QUICK, *SMALL_RESNET,
+                 "search.n_trials=3", cwd=str(tmp))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp
+
+
+def study_run(tmp: Path):
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("autoprune")
+    return client, experiment, client.search_runs([experiment.experiment_id],
+                                                  "tags.role = 'study'")[0]
+
+
+@pytest.mark.slow
+def test_report_prints_the_front_and_writes_markdown_and_plots(finished):
+    client, _, study = study_run(finished)
+    result = cli("report", cwd=str(finished))
+    assert result.returncode == 0, result.stderr[-3000:]
+    name = study.data.tags["study"]
+    assert f"Pareto front of {name}" in result.stdout and "val acc" in result.stdout
+    folder = finished / "reports" / name
+    markdown = (folder / "report.md").read_text()
+    front = int(study.data.metrics["pareto_size"])
+    rows = [line for line in markdown.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == front
+    assert {"pareto_front.png", "pareto_front.html", "pareto_front.csv"} <= {
+        p.name for p in folder.iterdir()}
+    by_id = cli("report", f"run={study.info.run_id}", cwd=str(finished))
+    assert by_id.returncode == 0 and f"Pareto front of {name}" in by_id.stdout
+    missing = cli("report", "run=nosuchstudy", cwd=str(finished))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == ("autoprune: error: no study run 'nosuchstudy' in "
+                                      "experiment 'autoprune'")
+
+
+@pytest.mark.slow
+def test_apply_logs_an_onnx_model_whose_accuracy_and_latency_match(finished):
+    from autoprune.commands.apply import onnx_test_accuracy, study_settings
+    from autoprune.data import load_data
+    from autoprune.export import load_pruned
+    from autoprune.hardware.measure import measure_latency
+
+    result = cli("apply", "rule=knee", "epochs=2", f"cache_dir={finished / 'cache'}",
+                 cwd=str(finished))
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, experiment, study = study_run(finished)
+    applied = client.search_runs([experiment.experiment_id], "tags.role = 'apply'")
+    assert len(applied) == 1
+    run = applied[0]
+    assert run.data.tags["mlflow.parentRunId"] == study.info.run_id
+    m = run.data.metrics
+    assert m["onnx_test_accuracy"] == pytest.approx(m["test_accuracy"], abs=1 / 360)
+    (finished / "dl").mkdir(exist_ok=True)
+    folder = Path(client.download_artifacts(run.info.run_id, "model", str(finished / "dl")))
+    assert {"model.onnx", "model.torchscript.pt", "pruned.pt", "policy.yaml"} <= {
+        p.name for p in folder.iterdir()}
+    settings = study_settings(client, study, str(finished / "cache"))
+    data = load_data(settings.data)
+    assert onnx_test_accuracy(folder / "model.onnx", data.x_test, data.y_test) == \
+        m["onnx_test_accuracy"]
+    # Its latency, measured again through ONNX Runtime, agrees with what was logged.
+    profile = dataclasses.replace(settings.hardware, backend="onnxruntime")
+    again = measure_latency(load_pruned(folder / "pruned.pt").model, data.input_shape, profile)
+    assert again.median_ms == pytest.approx(m["onnx_latency_ms"], rel=0.25)
+    assert "latency" in result.stdout and f"runs:/{run.info.run_id}/mlflow_model" in result.stdout
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_on_loopback(finished):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "autoprune", "ui", f"port={port}"],
+                               cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "MLflow UI for" not in line and time.monotonic() < deadline:
+            line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+            assert answer.status == 200
+        # Bound to loopback only: the machine's other addresses do not answer.
+        outside = socket.gethostbyname(socket.gethostname())
+        if not outside.startswith("127."):
+            with socket.socket() as probe:
+                probe.settimeout(2)
+                assert probe.connect_ex((outside, port)) != 0
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
