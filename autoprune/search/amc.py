@@ -233,6 +233,7 @@ class AMCSampler(optuna.samplers.BaseSampler):
         self.memory: list[tuple[list[float], float, float]] = []  # (state, action, reward)
         self.episodes: dict[int, Episode] = {}
         self.learned = 0  # episodes learned from
+        self.seen: set[int] = set()  # trial numbers learned from
         self.baseline: float | None = None
         # Measured over predicted latency saving of finished trials: the wall's correction.
         self.saving_ratios: list[float] = []
@@ -352,6 +353,7 @@ class AMCSampler(optuna.samplers.BaseSampler):
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
         if trial.number not in self.episodes:
+            self._catch_up(study)
             episode = self._propose()
             episode.params = self._params(episode)
             self.episodes[trial.number] = episode
@@ -364,10 +366,18 @@ class AMCSampler(optuna.samplers.BaseSampler):
                 return value
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
+    def _catch_up(self, study: optuna.Study) -> None:
+        """Learn from the study's completed trials this agent has not seen: those of a study
+        that is being resumed."""
+        for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if done.number not in self.seen:
+                self.after_trial(study, done, TrialState.COMPLETE, done.values)
+
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
-        if state != TrialState.COMPLETE or not values:
+        if state != TrialState.COMPLETE or not values or trial.number in self.seen:
             return
+        self.seen.add(trial.number)
         accuracy, latency_ms = float(values[0]), float(values[1])
         ratios = self._ratios(trial.params)
         proposed = self.episodes.pop(trial.number, None)

@@ -182,3 +182,20 @@ def test_the_wall_asks_for_more_when_measurements_show_less_saving():
         predicted = sum(f.saving(trial.params[f"{f.gid}.ratio"]) for f in sampler.features)
         assert 1.0 - 0.5 * predicted <= sampler.episodes[trial.number].budget + 1e-9
         study.tell(trial, [0.9, 1.0 - 0.5 * predicted])
+
+
+def test_a_resumed_study_is_learned_from_before_the_next_proposal():
+    storage = optuna.storages.InMemoryStorage()
+    first = optuna.create_study(directions=["maximize", "minimize"], storage=storage,
+                                study_name="s", sampler=agent())
+    for _ in range(3):
+        trial = first.ask()
+        SPACE(trial)
+        first.tell(trial, [0.9, 0.6])
+    fresh = agent()  # a new driver: the agent starts empty
+    resumed = optuna.load_study(study_name="s", storage=storage, sampler=fresh)
+    trial = resumed.ask()
+    SPACE(trial)
+    assert fresh.learned == 3 and fresh.seen == {0, 1, 2}
+    resumed.tell(trial, [0.9, 0.6])
+    assert fresh.learned == 4
