@@ -14,8 +14,9 @@ from autoprune.search.records import TrialRecord
 class Progress:
     """Counts finished and failed trials and the current front size, one line per trial."""
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, already: int = 0) -> None:
         self.total = total
+        self.already = already  # trials an earlier run of a resumed study finished
         self.stream = stream or sys.stdout
         self.records: list[TrialRecord] = []
         self.started = time.monotonic()
@@ -27,7 +28,8 @@ class Progress:
         self.records.append(record)
         failed = sum(r.state == "failed" for r in self.records)
         stopped = sum(r.state == "stopped" for r in self.records)
-        head = (f"[{len(self.records):>3}/{self.total}] {time.monotonic() - self.started:5.0f}s "
+        count = self.already + len(self.records)
+        head = (f"[{count:>3}/{self.total}] {time.monotonic() - self.started:5.0f}s "
                 f"failed {failed}  stopped {stopped}  front {self.front_size()}  | "
                 f"trial {record.number:>3}: ")
         if record.state == "complete":
@@ -62,5 +64,6 @@ def front_table(front: Sequence[TrialRecord], test_accuracy: dict[int, float],
         lines.append(
             f"{r.number:>5}  {100 * m['accuracy']:7.2f}%  "
             f"{(f'{100 * test:7.2f}%') if test is not None else '       -':>8}  "
-            f"{m['latency_ms']:7.3f} ms  {m['speedup']:6.2f}x  {m['params']:>9,.0f}  {r.summary}")
+            f"{m['latency_ms']:7.3f} ms  {m.get('speedup', base[1] / m['latency_ms']):6.2f}x  "
+            f"{m.get('params', float('nan')):>9,.0f}  {r.summary}")
     return "\n".join(lines)

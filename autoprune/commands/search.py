@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import secrets
@@ -202,6 +203,7 @@ def run(settings: Settings, output_dir: str) -> None:
     check_reachable(settings.tracking.uri)
     runner.check_ray_address(settings.ray.address)
     make_sampler(settings.search, settings.seed)  # bad sampler options fail here, not later
+    previous, resumed_name = _find_resumed(settings)
     torch.manual_seed(settings.seed)
     data = load_data(settings.data)
     x = example_input(data)
@@ -236,7 +238,7 @@ def run(settings: Settings, output_dir: str) -> None:
     base_test_accuracy = evaluate(base.model, data.x_test, data.y_test)
     base_stats = model_stats(base.model, x)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    study_name = f"{settings.study_name}-{stamp}-{secrets.token_hex(2)}"
+    study_name = resumed_name or f"{settings.study_name}-{stamp}-{secrets.token_hex(2)}"
     from autoprune.hardware.calibrate import calibrated
 
     profile, calibration = calibrated(settings.hardware, settings.cache_dir)
@@ -262,21 +264,31 @@ def run(settings: Settings, output_dir: str) -> None:
              f"{base_latency.source}), {len(groups)} prunable groups")
 
         tracker = StudyTracker(settings.tracking.uri, settings.tracking.experiment)
-        tracker.start_study(study_name, profile.name, settings.raw, {
-            "latency_source": plan.source, "latency_node": plan.node or "none",
-            "latency_device": base_latency.device, "optuna_study": study_name,
-            "optuna_storage": settings.search.storage, "autoprune_version": __version__,
-            "versions": package_versions(), "git_commit": git_commit(),
-            "base_model": base.path, "mlflow.note.content":
-                f"autoprune study on {profile.description}; filter trials with "
-                "tags.pareto = \"true\" for the front."})
-        tracker.log_metrics({
-            "base_accuracy": base_accuracy, "base_test_accuracy": base_test_accuracy,
-            "base_latency_ms": base_latency.median_ms,
-            "base_latency_p90_ms": base_latency.p90_ms, "base_latency_cv": base_latency.cv,
-            "base_params": base_stats["params"], "base_macs": base_stats["macs"],
-            "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups),
-            "rejected_groups": len(rejected)})
+        if previous is not None:
+            tracker.resume(previous.info.run_id)
+        else:
+            tracker.start_study(study_name, profile.name, settings.raw, {
+                "latency_source": plan.source, "latency_node": plan.node or "none",
+                "latency_device": base_latency.device, "optuna_study": study_name,
+                "optuna_storage": settings.search.storage, "autoprune_version": __version__,
+                "versions": package_versions(), "git_commit": git_commit(),
+                "base_model": base.path, "mlflow.note.content":
+                    f"autoprune study on {profile.description}; filter trials with "
+                    "tags.pareto = \"true\" for the front."})
+            tracker.log_metrics({
+                "base_accuracy": base_accuracy, "base_test_accuracy": base_test_accuracy,
+                "base_latency_ms": base_latency.median_ms,
+                "base_latency_p90_ms": base_latency.p90_ms, "base_latency_cv": base_latency.cv,
+                "base_params": base_stats["params"], "base_macs": base_stats["macs"],
+                "base_size_mb": base_stats["size_mb"], "prunable_groups": len(groups),
+                "rejected_groups": len(rejected)})
+            with tempfile.TemporaryDirectory() as folder:
+                (Path(folder) / "config.yaml").write_text(
+                    yaml.safe_dump(settings.raw, sort_keys=False))
+                tracker.log_artifact(str(Path(folder) / "config.yaml"))
+        # Speedups of a resumed study stay relative to the base latency it first measured.
+        base_ms = base_latency.median_ms if previous is None else \
+            previous.data.metrics.get("base_latency_ms", base_latency.median_ms)
 
         search = settings.search
         constraints = resolve_constraints(search, base_accuracy)
@@ -308,7 +320,7 @@ def run(settings: Settings, output_dir: str) -> None:
         agent = None
         if search.sampler == "amc":
             agent = agent_factory(base.model, groups, space, x, _prune_settings(settings),
-                                  profile, data.input_shape, base_latency.median_ms,
+                                  profile, data.input_shape, base_ms,
                                   constraints.max_latency_ms)
         sampler = make_sampler(search, settings.seed, space=space, constraints=constraints,
                                agent=agent)
@@ -316,26 +328,35 @@ def run(settings: Settings, output_dir: str) -> None:
             prune=_prune_settings(settings),
             finetune=TrainSpec(ft.epochs, ft.lr, ft.batch_size, ft.momentum, ft.weight_decay,
                                settings.seed, ft.distill_alpha, ft.distill_temperature),
-            bn_batches=ft.bn_recalibration_batches, base_latency_ms=base_latency.median_ms,
+            bn_batches=ft.bn_recalibration_batches, base_latency_ms=base_ms,
             schedule_steps=pruning.schedule_steps, step_epochs=pruning.step_epochs)
-        progress = Progress(settings.search.n_trials)
+        budget, done, earlier = search.n_trials, 0, []
+        if previous is not None:
+            done, earlier = _repair(tracker, study_name, previous, space)
+            seed_points = []  # tried the first time
+            _say(f"{done} of {budget} trials done; {max(budget - done, 0)} to go")
+        progress = Progress(budget, already=done)
 
         def on_record(record: TrialRecord) -> None:
             tracker.log_trial(record, study_name)
             progress.update(record)
 
-        study = runner.run_trials(
-            study_name=study_name, search=settings.search, space=space,
+        study = runner.StudyRun([], None) if done >= budget else runner.run_trials(
+            study_name=study_name, search=dataclasses.replace(search, n_trials=budget - done),
+            space=space,
             base_model=base.model, groups=groups, data=data, settings=trial_settings,
             profile=profile, plan=plan, cpus_per_trial=settings.ray.cpus_per_trial,
             storage_path=Path(output_dir) / "ray", on_record=on_record, sampler=sampler,
             constraints=constraints, seed_points=seed_points)
         records = study.records
-        _report(study, base.model, groups, data, settings, tracker, study_name,
-                (base_accuracy, base_latency.median_ms, base_test_accuracy), started)
-        if len(records) < settings.search.n_trials:
-            _say(f"interrupted after {len(records)} of {settings.search.n_trials} trials; "
-                 "the partial front above is logged")
+        retrain = _Retrain(base.model, groups, data, trial_settings, settings.ray.cpus_per_trial)
+        _report(_Combined(earlier + records, study, retrain), base.model, groups, data,
+                settings, tracker, study_name,
+                (base_accuracy, base_ms, base_test_accuracy), started)
+        finished = done + len(records)
+        if finished < budget:
+            _say(f"interrupted after {finished} of {budget} trials; the partial front above "
+                 "is logged; run the same command with resume=true to finish it")
             raise KeyboardInterrupt
         failures = [r for r in records if r.state == "failed"]
         if records and len(failures) == len(records):
@@ -350,6 +371,88 @@ def run(settings: Settings, output_dir: str) -> None:
         import ray
 
         ray.shutdown()
+
+
+def _find_resumed(settings: Settings) -> tuple:
+    """With `resume`, the MLflow study run and name to continue (UserError if none)."""
+    value = settings.raw.get("resume")
+    if value in (None, False) or str(value).lower() in ("false", "null", ""):
+        return None, None
+    from mlflow.tracking import MlflowClient
+
+    from autoprune.search import resume
+
+    uri = settings.tracking.uri
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().exists():
+        raise UserError(f"resume={value}: no unfinished study named {settings.study_name}-* "
+                        f"(there is no MLflow store at {uri} yet)")
+    name, previous = resume.find_study(
+        settings.search.storage, settings.study_name, value,
+        MlflowClient(tracking_uri=uri), settings.tracking.experiment)
+    _say(f"resuming study {name} (MLflow run {previous.info.run_id}, {previous.info.status})")
+    return previous, name
+
+
+def _repair(tracker, study_name: str, previous, space: PolicySpace) -> tuple[int, list]:
+    """Repair what a stopped run left (RUNNING trials, trials MLflow missed); return the
+    trials that count toward the budget and the earlier trials' records."""
+    import optuna
+
+    from autoprune.commands.report import study_records
+    from autoprune.search import resume
+
+    storage = optuna.storages.RDBStorage(settings_storage(previous))
+    repaired = resume.mark_interrupted(storage, study_name)
+    logged, _ = study_records(tracker.client, previous)
+    backfilled = resume.backfill(tracker, study_name, storage, {r.number for r in logged}, space)
+    if repaired or backfilled:
+        _say(f"repaired: {repaired} trials left RUNNING marked interrupted, {backfilled} "
+             "finished trials added to MLflow")
+    records, _ = study_records(tracker.client, tracker.client.get_run(previous.info.run_id))
+    trials = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
+    return sum(resume.counts(t) for t in trials), records
+
+
+def settings_storage(previous) -> str:
+    """The Optuna storage a study used, from its MLflow tags."""
+    return previous.data.tags["optuna_storage"]
+
+
+class _Retrain:
+    """Fine-tuned weights of an earlier run's trial, rebuilt: same policy, base model, data
+    and seed give the same weights (the trial's thread count is used, as rounding depends on
+    it)."""
+
+    def __init__(self, base, groups, data, settings: TrialSettings, threads: int) -> None:
+        self.base, self.groups, self.data = base, groups, data
+        self.settings, self.threads = settings, threads
+
+    def __call__(self, record: TrialRecord) -> dict:
+        from autoprune.search.objective import prune_and_finetune
+
+        _say(f"rebuilding trial {record.number} of the earlier run (its weights were not kept)")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            model = prune_and_finetune(Policy.from_params(record.params), self.base,
+                                       self.groups, self.data, self.settings)
+        finally:
+            torch.set_num_threads(threads)
+        return model.state_dict()
+
+
+class _Combined:
+    """The records of a study across runs: this run's weights from Ray, earlier ones rebuilt."""
+
+    def __init__(self, records: list, study, retrain: _Retrain) -> None:
+        self.records = records
+        self.study = study
+        self.retrain = retrain
+
+    def weights(self, record: TrialRecord) -> dict:
+        if record.weights_key is not None:
+            return self.study.weights(record)
+        return self.retrain(record)
 
 
 def _report(study, base: torch.nn.Module, groups: list, data,
@@ -372,6 +475,10 @@ def _report(study, base: torch.nn.Module, groups: list, data,
             test_accuracy[record.number] = evaluate(deployed, data.x_test, data.y_test)
             record.pareto = True
             tracker.mark_pareto(record, test_accuracy[record.number])
+    for record in records:  # an earlier run's front trial that no longer is one
+        if record.pareto and all(record is not f for f in front) and record.run_id:
+            tracker.client.set_tag(record.run_id, "pareto", "false")
+            record.pareto = False
             target = Path(folder) / f"trial_{record.number:03d}"
             exports.append(_export(record, model, deployed, base, groups, data, settings,
                                    target))

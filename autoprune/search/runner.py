@@ -392,9 +392,9 @@ def run_trials(
     with contextlib.redirect_stdout(io.StringIO()):
         tuner.fit()
     # Trials still in flight when Tune stopped (Ctrl-C, SIGTERM) must not stay RUNNING.
-    for trial in optuna.load_study(study_name=study_name, storage=storage).get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    from autoprune.search.resume import mark_interrupted
+
+    mark_interrupted(storage, study_name)
     return StudyRun(callback.records, store)
 
 

@@ -123,6 +123,11 @@ class StudyTracker:
         record.run_id = run.info.run_id
         return run.info.run_id
 
+    def resume(self, run_id: str) -> None:
+        """Continue logging to an earlier study run (marked RUNNING again)."""
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+
     def mark_pareto(self, record: TrialRecord, test_accuracy: float) -> None:
         """Tag a trial run as on the front and add its held-out test accuracy."""
         assert record.run_id is not None
