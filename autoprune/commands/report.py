@@ -18,7 +18,7 @@ from autoprune.search.records import TrialRecord
 
 SUMMARY = "print a finished study's Pareto front and write it as markdown with its plots"
 METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv", "speedup", "params",
-           "nonzero_params", "sparsity", "macs", "size_mb")
+           "nonzero_params", "sparsity", "macs", "size_mb", "epochs")
 
 
 def find_study(client: Any, experiment: str, run: str | None) -> Any:

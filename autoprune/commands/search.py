@@ -475,15 +475,15 @@ def _report(study, base: torch.nn.Module, groups: list, data,
             test_accuracy[record.number] = evaluate(deployed, data.x_test, data.y_test)
             record.pareto = True
             tracker.mark_pareto(record, test_accuracy[record.number])
-    for record in records:  # an earlier run's front trial that no longer is one
-        if record.pareto and all(record is not f for f in front) and record.run_id:
-            tracker.client.set_tag(record.run_id, "pareto", "false")
-            record.pareto = False
             target = Path(folder) / f"trial_{record.number:03d}"
             exports.append(_export(record, model, deployed, base, groups, data, settings,
                                    target))
             (target / "export.json").write_text(json.dumps(exports[-1], indent=2))
             tracker.log_trial_artifacts(record, str(target), "model")
+    for record in records:  # an earlier run's front trial that no longer is one
+        if record.pareto and all(record is not f for f in front) and record.run_id:
+            tracker.client.set_tag(record.run_id, "pareto", "false")
+            record.pareto = False
     tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,
                          "trials_stopped_early": len(stopped),
                          "trials_infeasible": infeasible, "pareto_size": len(front)})
@@ -511,7 +511,7 @@ def _report(study, base: torch.nn.Module, groups: list, data,
          f"{failed} failed, {elapsed:.0f}s; latency {source}")
     if stopped:
         epochs = settings.finetune.epochs
-        saved = sum(epochs - r.metrics["epochs"] for r in stopped)
+        saved = sum(epochs - r.metrics.get("epochs", epochs) for r in stopped)
         _say(f"stopped early: {len(stopped)} trials could not reach the front "
              f"({saved:.0f} of {epochs * (len(done) + len(stopped)):.0f} fine-tuning epochs "
              "saved)")
