@@ -214,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(_usage())
         return
     command, rest = args[0], args[1:]
+    if command == "reproduce" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        rest = [f"run={rest[0]}", *rest[1:]]  # the run id may be given bare
     if command not in COMMANDS:
         _fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
     module = importlib.import_module(COMMANDS[command])

@@ -7,4 +7,5 @@ COMMANDS = {
     "report": "autoprune.commands.report",
     "apply": "autoprune.commands.apply",
     "ui": "autoprune.commands.ui",
+    "reproduce": "autoprune.commands.reproduce",
 }

@@ -272,6 +272,8 @@ def run(settings: Settings, output_dir: str) -> None:
                 "latency_device": base_latency.device, "optuna_study": study_name,
                 "optuna_storage": settings.search.storage, "autoprune_version": __version__,
                 "versions": package_versions(), "git_commit": git_commit(),
+                **({"reproduces": settings.raw["reproduces"]}
+                   if settings.raw.get("reproduces") else {}),
                 "base_model": base.path, "mlflow.note.content":
                     f"autoprune study on {profile.description}; filter trials with "
                     "tags.pareto = \"true\" for the front."})

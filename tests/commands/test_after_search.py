@@ -114,3 +114,34 @@ def test_ui_serves_the_store_on_loopback(finished):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_reproduce_proposes_the_same_policies_with_the_same_accuracies(finished):
+    client, experiment, study = study_run(finished)
+    result = cli("reproduce", study.info.run_id, f"cache_dir={finished / 'cache'}",
+                 cwd=str(finished))
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = client.search_runs([experiment.experiment_id],
+                               f"tags.reproduces = '{study.info.run_id}'")
+    assert len(again) == 1 and again[0].info.status == "FINISHED"
+
+    def trials(run):
+        runs = client.search_runs([experiment.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{run.info.run_id}' and "
+                                  "tags.role = 'trial'")
+        return {int(r.data.tags["trial_number"]): r for r in runs}
+
+    first, second = trials(study), trials(again[0])
+    assert sorted(first) == sorted(second)
+    for number, original in first.items():
+        assert second[number].data.params == original.data.params
+        assert second[number].data.metrics["accuracy"] == original.data.metrics["accuracy"]
+        assert second[number].data.metrics["latency_ms"] == pytest.approx(
+            original.data.metrics["latency_ms"], rel=0.3)
+
+
+def test_reproduce_of_an_unknown_run_is_one_clear_error(tmp_path):
+    result = cli("reproduce", "0123456789abcdef", cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "no MLflow run 0123456789abcdef" in result.stderr
