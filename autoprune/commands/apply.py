@@ -111,7 +111,7 @@ def run(settings: Settings, output_dir: str) -> None:
         prune_and_finetune,
     )
     from autoprune.search.pareto import front_records
-    from autoprune.tracking.mlflow import check_reachable
+    from autoprune.tracking.mlflow import check_store_exists
     from autoprune.training import TrainSpec, evaluate
 
     raw = settings.raw
@@ -121,7 +121,7 @@ def run(settings: Settings, output_dir: str) -> None:
     epochs = int(raw.get("epochs", 10))
     if epochs < 1:
         raise UserError(f"epochs must be at least 1, got {epochs}")
-    check_reachable(settings.tracking.uri)
+    check_store_exists(settings.tracking.uri)
     client = MlflowClient(tracking_uri=settings.tracking.uri)
     study = find_study(client, settings.tracking.experiment, raw.get("run"))
     records, _ = study_records(client, study)

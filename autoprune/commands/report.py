@@ -95,10 +95,10 @@ def run(settings: Settings, output_dir: str) -> None:
     from mlflow.tracking import MlflowClient
 
     from autoprune.terminal import front_table
-    from autoprune.tracking.mlflow import check_reachable
+    from autoprune.tracking.mlflow import check_store_exists
     from autoprune.tracking.plots import plot_front_html, plot_front_png, write_front_csv
 
-    check_reachable(settings.tracking.uri)
+    check_store_exists(settings.tracking.uri)
     client = MlflowClient(tracking_uri=settings.tracking.uri)
     study = find_study(client, settings.tracking.experiment, settings.raw.get("run"))
     records, test = study_records(client, study)

@@ -24,13 +24,13 @@ def run(settings: Settings, output_dir: str) -> None:
     from mlflow.tracking import MlflowClient
 
     from autoprune.commands import search
-    from autoprune.tracking.mlflow import check_reachable
+    from autoprune.tracking.mlflow import check_store_exists
 
     run_id = settings.raw.get("run")
     if not run_id:
         raise UserError("reproduce needs the study's MLflow run id: "
                         "python -m autoprune reproduce <run id>")
-    check_reachable(settings.tracking.uri)
+    check_store_exists(settings.tracking.uri)
     client = MlflowClient(tracking_uri=settings.tracking.uri)
     try:
         study = client.get_run(str(run_id))

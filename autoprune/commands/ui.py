@@ -32,12 +32,12 @@ def check_port(host: str, port: int) -> None:
 
 def run(settings: Settings, output_dir: str) -> None:
     """Start the UI and keep it in the foreground until Ctrl-C."""
-    from autoprune.tracking.mlflow import check_reachable
+    from autoprune.tracking.mlflow import check_store_exists
 
     uri = settings.tracking.uri
     if urlparse(uri).scheme in ("http", "https"):
         raise UserError(f"tracking.uri {uri} is a server already: open it in a browser")
-    check_reachable(uri)
+    check_store_exists(uri)
     host = str(settings.raw.get("host", "127.0.0.1"))
     port = int(settings.raw.get("port", 5000))
     if not 0 < port < 65536:

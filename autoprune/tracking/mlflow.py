@@ -55,6 +55,15 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
                         "use sqlite:///file.db, http(s)://host:port or a database URI")
 
 
+def check_store_exists(uri: str) -> None:
+    """For commands that read results: UserError when a local store does not exist yet (so
+    that reading does not create an empty one)."""
+    check_reachable(uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().exists():
+        raise UserError(f"tracking.uri {uri}: no MLflow store there yet; run a search first, "
+                        "or point tracking.uri at the store that holds the study")
+
+
 class StudyTracker:
     """Writes one study to MLflow following the schema in the README."""
 

@@ -144,4 +144,5 @@ def test_reproduce_proposes_the_same_policies_with_the_same_accuracies(finished)
 def test_reproduce_of_an_unknown_run_is_one_clear_error(tmp_path):
     result = cli("reproduce", "0123456789abcdef", cwd=str(tmp_path))
     assert result.returncode == 2
-    assert "no MLflow run 0123456789abcdef" in result.stderr
+    assert "no MLflow store there yet" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
