@@ -146,3 +146,57 @@ def test_reproduce_of_an_unknown_run_is_one_clear_error(tmp_path):
     assert result.returncode == 2
     assert "no MLflow store there yet" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def _browser() -> str | None:
+    import shutil
+
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(b)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_browser() is None, reason="no Chromium here (Debian: apt install chromium)")
+def test_the_mlflow_ui_shows_the_study_its_front_and_the_plot_in_a_real_browser(finished,
+                                                                               tmp_path):
+    client, experiment, study = study_run(finished)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "autoprune", "ui", f"port={port}"],
+                              cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def render(fragment: str, screenshot: Path | None = None) -> str:
+        args = [_browser(), "--headless", "--no-sandbox", "--disable-gpu",
+                "--virtual-time-budget=20000", "--window-size=1400,900"]
+        if screenshot is not None:
+            subprocess.run([*args, f"--screenshot={screenshot}", f"{base}/#{fragment}"],
+                           capture_output=True, timeout=120)
+        out = subprocess.run([*args, "--dump-dom", f"{base}/#{fragment}"],
+                             capture_output=True, text=True, timeout=120)
+        return out.stdout
+
+    try:
+        deadline = time.monotonic() + 120
+        while "MLflow UI for" not in server.stdout.readline() and time.monotonic() < deadline:
+            pass
+        trials = client.search_runs([experiment.experiment_id],
+                                    f"tags.mlflow.parentRunId = '{study.info.run_id}'")
+        front = [t for t in trials if t.data.tags["pareto"] == "true"]
+        runs_page = render(f"/experiments/{experiment.experiment_id}",
+                           tmp_path / "experiment.png")
+        assert study.data.tags["study"] in runs_page  # the study run, with its trials nested
+        filtered = render(f"/experiments/{experiment.experiment_id}?searchFilter="
+                          "tags.pareto%20%3D%20%22true%22")
+        shown = set(re.findall(r"trial-\d{3}", filtered))
+        assert shown == {t.info.run_name for t in front}
+        artifact = render(f"/experiments/{experiment.experiment_id}/runs/"
+                          f"{study.info.run_id}/artifacts/pareto/pareto_front.png",
+                          tmp_path / "artifact.png")
+        assert "pareto_front.png" in artifact
+        assert (tmp_path / "experiment.png").stat().st_size > 10_000
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
