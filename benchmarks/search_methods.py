@@ -7,7 +7,7 @@ the Optuna study it computes, in trial order, the hypervolume of the front in th
 (latency / base latency, accuracy / base accuracy) against the fixed reference point
 (1.0, 0.5): the area, inside [0, 1] x [0.5, 1+], that the trials so far dominate. The base
 is the same for every run of a model: the median over its runs of the base model's measured
-latency and validation accuracy (one study's own base measurement varies by up to 15% on this
+latency and validation accuracy (one study's own base measurement varied by up to 50% on this
 machine, which would move its whole curve). Reports the
 median and range across seeds of the final hypervolume, the search's wall time (the MLflow
 study run: base-model preparation excluded), and the best validation accuracy reached at
