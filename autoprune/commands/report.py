@@ -27,12 +27,18 @@ def find_study(client: Any, experiment: str, run: str | None) -> Any:
     if found is None:
         raise UserError(f"the MLflow store has no experiment {experiment!r}; run a search first")
     if run:
-        quoted = run.replace("'", "")
-        runs = client.search_runs([found.experiment_id], f"tags.role = 'study' and "
-                                  f"(tags.study = '{quoted}' or attributes.run_id = '{quoted}')")
-        if not runs:
+        quoted = str(run).replace("'", "")
+        runs = client.search_runs([found.experiment_id],
+                                  f"tags.role = 'study' and tags.study = '{quoted}'")
+        if runs:
+            return runs[0]
+        try:  # not a study's name: perhaps its run id
+            by_id = client.get_run(quoted)
+        except Exception:
+            by_id = None
+        if by_id is None or by_id.data.tags.get("role") != "study":
             raise UserError(f"no study run {run!r} in experiment {experiment!r}")
-        return runs[0]
+        return by_id
     runs = client.search_runs([found.experiment_id], "tags.role = 'study'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:

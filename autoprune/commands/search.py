@@ -385,8 +385,9 @@ def _find_resumed(settings: Settings) -> tuple:
     from autoprune.search import resume
 
     uri = settings.tracking.uri
+    shown = str(value).lower() if isinstance(value, bool) else value
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().exists():
-        raise UserError(f"resume={value}: no unfinished study named {settings.study_name}-* "
+        raise UserError(f"resume={shown}: no unfinished study named {settings.study_name}-* "
                         f"(there is no MLflow store at {uri} yet)")
     name, previous = resume.find_study(
         settings.search.storage, settings.study_name, value,

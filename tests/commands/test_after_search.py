@@ -22,7 +22,9 @@ from tests.test_cli import cli
 def finished(tmp_path_factory) -> Path:
     """A small measured CPU study, left in tmp/mlflow.db."""
     tmp = tmp_path_factory.mktemp("study")
-    result = cli("search", "hardware=cpu", f"cache_dir={tmp / 'cache'}", *QUICK, *SMALL_RESNET,
+    # The profile's own measurement settings: reproduce compares latencies across runs.
+    quick = [o for o in QUICK if not o.startswith("hardware.measure.")]
+    result = cli("search", "hardware=cpu", f"cache_dir={tmp / 'cache'}", *quick, *SMALL_RESNET,
                  "search.n_trials=3", cwd=str(tmp))
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp
@@ -60,9 +62,11 @@ def test_report_prints_the_front_and_writes_markdown_and_plots(finished):
 @pytest.mark.slow
 def test_apply_logs_an_onnx_model_whose_accuracy_and_latency_match(finished):
     from autoprune.commands.apply import onnx_test_accuracy, study_settings
+    from autoprune.config import MeasureConfig
     from autoprune.data import load_data
     from autoprune.export import load_pruned
-    from autoprune.hardware.measure import measure_latency
+    from autoprune.hardware.latency import settled_latency
+    from autoprune.hardware.measure import MeasuredLatency
 
     result = cli("apply", "rule=knee", "epochs=2", f"cache_dir={finished / 'cache'}",
                  cwd=str(finished))
@@ -83,9 +87,11 @@ def test_apply_logs_an_onnx_model_whose_accuracy_and_latency_match(finished):
     assert onnx_test_accuracy(folder / "model.onnx", data.x_test, data.y_test) == \
         m["onnx_test_accuracy"]
     # Its latency, measured again through ONNX Runtime, agrees with what was logged.
-    profile = dataclasses.replace(settings.hardware, backend="onnxruntime")
-    again = measure_latency(load_pruned(folder / "pruned.pt").model, data.input_shape, profile)
-    assert again.median_ms == pytest.approx(m["onnx_latency_ms"], rel=0.25)
+    profile = dataclasses.replace(settings.hardware, backend="onnxruntime", measure=MeasureConfig())
+    again = settled_latency(MeasuredLatency(profile, data.input_shape),
+                            load_pruned(folder / "pruned.pt").model)
+    # Within the spread of this shared machine (a few % typically, 20% allowed).
+    assert again.median_ms == pytest.approx(m["onnx_latency_ms"], rel=0.2)
     assert "latency" in result.stdout and f"runs:/{run.info.run_id}/mlflow_model" in result.stdout
 
 
@@ -137,8 +143,9 @@ def test_reproduce_proposes_the_same_policies_with_the_same_accuracies(finished)
     for number, original in first.items():
         assert second[number].data.params == original.data.params
         assert second[number].data.metrics["accuracy"] == original.data.metrics["accuracy"]
+        # Within the spread of this shared machine (a few % typically, 20% allowed).
         assert second[number].data.metrics["latency_ms"] == pytest.approx(
-            original.data.metrics["latency_ms"], rel=0.3)
+            original.data.metrics["latency_ms"], rel=0.2)
 
 
 def test_reproduce_of_an_unknown_run_is_one_clear_error(tmp_path):
@@ -146,6 +153,13 @@ def test_reproduce_of_an_unknown_run_is_one_clear_error(tmp_path):
     assert result.returncode == 2
     assert "no MLflow store there yet" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def _matching(dom: str) -> int:
+    """The "N matching runs" count of the MLflow runs page."""
+    found = re.findall(r"(\d+)\s+matching runs", re.sub(r"<[^>]+>", " ", dom))
+    assert found, "the runs page did not render"
+    return int(found[0])
 
 
 def _browser() -> str | None:
@@ -182,20 +196,21 @@ def test_the_mlflow_ui_shows_the_study_its_front_and_the_plot_in_a_real_browser(
         deadline = time.monotonic() + 120
         while "MLflow UI for" not in server.stdout.readline() and time.monotonic() < deadline:
             pass
-        trials = client.search_runs([experiment.experiment_id],
-                                    f"tags.mlflow.parentRunId = '{study.info.run_id}'")
-        front = [t for t in trials if t.data.tags["pareto"] == "true"]
-        runs_page = render(f"/experiments/{experiment.experiment_id}",
+        runs_page = render(f"/experiments/{experiment.experiment_id}/runs",
                            tmp_path / "experiment.png")
-        assert study.data.tags["study"] in runs_page  # the study run, with its trials nested
-        filtered = render(f"/experiments/{experiment.experiment_id}?searchFilter="
+        assert study.data.tags["study"] in runs_page  # the study run, its trials nested in it
+        everything = client.search_runs([experiment.experiment_id], "")
+        assert _matching(runs_page) == len(everything)
+        # The pareto filter: the front's trials, shown under their study runs.
+        filtered = render(f"/experiments/{experiment.experiment_id}/runs?searchFilter="
                           "tags.pareto%20%3D%20%22true%22")
-        shown = set(re.findall(r"trial-\d{3}", filtered))
-        assert shown == {t.info.run_name for t in front}
+        front = client.search_runs([experiment.experiment_id], "tags.pareto = 'true'")
+        parents = {t.data.tags["mlflow.parentRunId"] for t in front}
+        assert front and _matching(filtered) == len(front) + len(parents)
         artifact = render(f"/experiments/{experiment.experiment_id}/runs/"
                           f"{study.info.run_id}/artifacts/pareto/pareto_front.png",
                           tmp_path / "artifact.png")
-        assert "pareto_front.png" in artifact
+        assert re.search(r'<img alt="pareto/pareto_front.png" src="blob:', artifact)
         assert (tmp_path / "experiment.png").stat().st_size > 10_000
     finally:
         server.terminate()
