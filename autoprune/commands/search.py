@@ -351,8 +351,11 @@ def run(settings: Settings, output_dir: str) -> None:
             storage_path=Path(output_dir) / "ray", on_record=on_record, sampler=sampler,
             constraints=constraints, seed_points=seed_points)
         records = study.records
-        retrain = _Retrain(base.model, groups, data, trial_settings, settings.ray.cpus_per_trial)
-        _report(_Combined(earlier + records, study, retrain), base.model, groups, data,
+        from autoprune.search.resume import AcrossRuns, Retrain
+
+        retrain = Retrain(base.model, groups, data, trial_settings, settings.ray.cpus_per_trial,
+                          _say)
+        _report(AcrossRuns(earlier + records, study, retrain), base.model, groups, data,
                 settings, tracker, study_name,
                 (base_accuracy, base_ms, base_test_accuracy), started)
         finished = done + len(records)
@@ -404,7 +407,7 @@ def _repair(tracker, study_name: str, previous, space: PolicySpace) -> tuple[int
     from autoprune.commands.report import study_records
     from autoprune.search import resume
 
-    storage = optuna.storages.RDBStorage(settings_storage(previous))
+    storage = optuna.storages.RDBStorage(resume.study_storage(previous))
     repaired = resume.mark_interrupted(storage, study_name)
     logged, _ = study_records(tracker.client, previous)
     backfilled = resume.backfill(tracker, study_name, storage, {r.number for r in logged}, space)
@@ -414,48 +417,6 @@ def _repair(tracker, study_name: str, previous, space: PolicySpace) -> tuple[int
     records, _ = study_records(tracker.client, tracker.client.get_run(previous.info.run_id))
     trials = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
     return sum(resume.counts(t) for t in trials), records
-
-
-def settings_storage(previous) -> str:
-    """The Optuna storage a study used, from its MLflow tags."""
-    return previous.data.tags["optuna_storage"]
-
-
-class _Retrain:
-    """Fine-tuned weights of an earlier run's trial, rebuilt: same policy, base model, data
-    and seed give the same weights (the trial's thread count is used, as rounding depends on
-    it)."""
-
-    def __init__(self, base, groups, data, settings: TrialSettings, threads: int) -> None:
-        self.base, self.groups, self.data = base, groups, data
-        self.settings, self.threads = settings, threads
-
-    def __call__(self, record: TrialRecord) -> dict:
-        from autoprune.search.objective import prune_and_finetune
-
-        _say(f"rebuilding trial {record.number} of the earlier run (its weights were not kept)")
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            model = prune_and_finetune(Policy.from_params(record.params), self.base,
-                                       self.groups, self.data, self.settings)
-        finally:
-            torch.set_num_threads(threads)
-        return model.state_dict()
-
-
-class _Combined:
-    """The records of a study across runs: this run's weights from Ray, earlier ones rebuilt."""
-
-    def __init__(self, records: list, study, retrain: _Retrain) -> None:
-        self.records = records
-        self.study = study
-        self.retrain = retrain
-
-    def weights(self, record: TrialRecord) -> dict:
-        if record.weights_key is not None:
-            return self.study.weights(record)
-        return self.retrain(record)
 
 
 def _report(study, base: torch.nn.Module, groups: list, data,

@@ -52,10 +52,6 @@ def _aligned(n: int, alignment: int) -> int:
     return alignment * math.ceil(n / alignment)
 
 
-def _tensor_bytes(values: Sequence[object]) -> int:
-    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
-
-
 class _Recorder(TorchDispatchMode):
     def __init__(self, alignment: int, element_bytes: int) -> None:
         super().__init__()

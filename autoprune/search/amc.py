@@ -33,7 +33,6 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
@@ -41,6 +40,7 @@ from autoprune.errors import UserError
 from autoprune.pruning import Decision, Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.groups import KINDS
 from autoprune.pruning.policy import RATIO_SUFFIX, STRATEGY_SUFFIX, UNPRUNED
+from autoprune.search.samplers import PlannedSampler
 from autoprune.search.space import SEED_PREFERENCE
 
 AGENT_OPTIONS: dict[str, Any] = {
@@ -210,11 +210,12 @@ class Episode:
     params: dict[str, Any]
 
 
-class AMCSampler(optuna.samplers.BaseSampler):
+class AMCSampler(PlannedSampler):
     """The agent as an Optuna sampler: one episode per trial, learning in `after_trial`."""
 
     def __init__(self, features: Sequence[GroupFeatures], space: Any, base_latency_ms: float,
                  options: Mapping[str, Any], seed: int, budget_cap: float = 1.0) -> None:
+        super().__init__(seed)
         self.features = list(features)
         self.space = space
         self.base_latency_ms = base_latency_ms
@@ -237,7 +238,6 @@ class AMCSampler(optuna.samplers.BaseSampler):
         self.baseline: float | None = None
         # Measured over predicted latency saving of finished trials: the wall's correction.
         self.saving_ratios: list[float] = []
-        self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
     # --- the episode -----------------------------------------------------------------------
     def _state(self, f: GroupFeatures, budget: float, done: float, rest: float,
@@ -342,29 +342,14 @@ class AMCSampler(optuna.samplers.BaseSampler):
         return params
 
     # --- Optuna's sampler interface ---------------------------------------------------------
-    def infer_relative_search_space(self, study: optuna.Study,
-                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {}
-
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return {}
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        """The trial's episode (proposed on first use, after catching up with the study)."""
         if trial.number not in self.episodes:
             self._catch_up(study)
             episode = self._propose()
             episode.params = self._params(episode)
             self.episodes[trial.number] = episode
-        value = self.episodes[trial.number].params.get(param_name)
-        if isinstance(param_distribution, CategoricalDistribution):
-            if value in param_distribution.choices:
-                return value
-        elif isinstance(param_distribution, FloatDistribution) and value is not None:
-            if param_distribution.low <= value <= param_distribution.high:
-                return value
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+        return self.episodes[trial.number].params
 
     def _catch_up(self, study: optuna.Study) -> None:
         """Learn from the study's completed trials this agent has not seen: those of a study

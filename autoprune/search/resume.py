@@ -9,6 +9,7 @@ finished but MLflow never heard of gets its nested run, so both stores hold the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,3 +104,49 @@ def backfill(tracker: Any, study_name: str, storage: optuna.storages.BaseStorage
         tracker.log_trial(record, study_name)
         added += 1
     return added
+
+
+def study_storage(previous) -> str:
+    """The Optuna storage a study used, from its MLflow tags."""
+    return previous.data.tags["optuna_storage"]
+
+
+class Retrain:
+    """Fine-tuned weights of an earlier run's trial, rebuilt: same policy, base model, data
+    and seed give the same weights (the trial's thread count is used, as rounding depends on
+    it)."""
+
+    def __init__(self, base, groups, data, settings, threads: int,  # noqa: ANN001
+                 say: Callable[[str], None] = print) -> None:
+        self.base, self.groups, self.data = base, groups, data
+        self.settings, self.threads, self.say = settings, threads, say
+
+    def __call__(self, record: TrialRecord) -> dict:
+        import torch
+
+        from autoprune.pruning import Policy
+        from autoprune.search.objective import prune_and_finetune
+
+        self.say(f"rebuilding trial {record.number} of the earlier run (its weights were not kept)")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            model = prune_and_finetune(Policy.from_params(record.params), self.base,
+                                       self.groups, self.data, self.settings)
+        finally:
+            torch.set_num_threads(threads)
+        return model.state_dict()
+
+
+class AcrossRuns:
+    """The records of a study across runs: this run's weights from Ray, earlier ones rebuilt."""
+
+    def __init__(self, records: list, study, retrain: Retrain) -> None:  # noqa: ANN001
+        self.records = records
+        self.study = study
+        self.retrain = retrain
+
+    def weights(self, record: TrialRecord) -> dict:
+        if record.weights_key is not None:
+            return self.study.weights(record)
+        return self.retrain(record)

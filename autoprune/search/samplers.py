@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial
 
 from autoprune.config import SearchConfig
@@ -70,21 +70,16 @@ def constraint_values(trial: FrozenTrial) -> Sequence[float]:
     return trial.user_attrs.get(CONSTRAINTS_ATTR, [1.0])
 
 
-class UniformSampler(optuna.samplers.BaseSampler):
-    """One global ratio for every group, in each group's preferred structured strategy,
-    swept evenly from the space's smallest to its largest ratio over `n_trials` trials."""
+class PlannedSampler(optuna.samplers.BaseSampler):
+    """A sampler that decides all of a trial's params at once (`plan`) and hands them out as
+    Optuna asks for them; a param the plan lacks, or whose value does not fit the
+    distribution asked for, is sampled at random."""
 
-    def __init__(self, space: Any, n_trials: int) -> None:
-        self.space = space
-        self.n_trials = n_trials
-        self._fallback = optuna.samplers.RandomSampler(seed=0)
+    def __init__(self, seed: int) -> None:
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
-    def ratio(self, number: int) -> float:
-        """The ratio of trial `number` (trials past the budget wrap around the sweep)."""
-        lo, hi = self.space.ratio_min, self.space.ratio_max
-        if self.n_trials == 1:
-            return hi
-        return lo + (number % self.n_trials) * (hi - lo) / (self.n_trials - 1)
+    def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        raise NotImplementedError
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -96,10 +91,34 @@ class UniformSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        point = self.space.uniform_point(self.ratio(trial.number))
-        if param_name in point:
-            return point[param_name]
+        value = self.plan(study, trial).get(param_name)
+        if isinstance(param_distribution, CategoricalDistribution):
+            if value in param_distribution.choices:
+                return value
+        elif isinstance(param_distribution, FloatDistribution) and value is not None:
+            if param_distribution.low <= value <= param_distribution.high:
+                return value
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+class UniformSampler(PlannedSampler):
+    """One global ratio for every group, in each group's preferred structured strategy,
+    swept evenly from the space's smallest to its largest ratio over `n_trials` trials."""
+
+    def __init__(self, space: Any, n_trials: int) -> None:
+        super().__init__(seed=0)
+        self.space = space
+        self.n_trials = n_trials
+
+    def ratio(self, number: int) -> float:
+        """The ratio of trial `number` (trials past the budget wrap around the sweep)."""
+        lo, hi = self.space.ratio_min, self.space.ratio_max
+        if self.n_trials == 1:
+            return hi
+        return lo + (number % self.n_trials) * (hi - lo) / (self.n_trials - 1)
+
+    def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self.space.uniform_point(self.ratio(trial.number))
 
 
 def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,

@@ -30,6 +30,12 @@ def finished(tmp_path_factory) -> Path:
     return tmp
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def study_run(tmp: Path):
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("autoprune")
@@ -97,9 +103,7 @@ def test_apply_logs_an_onnx_model_whose_accuracy_and_latency_match(finished):
 
 @pytest.mark.slow
 def test_ui_serves_the_store_on_loopback(finished):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "autoprune", "ui", f"port={port}"],
                                cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
@@ -174,9 +178,7 @@ def _browser() -> str | None:
 def test_the_mlflow_ui_shows_the_study_its_front_and_the_plot_in_a_real_browser(finished,
                                                                                tmp_path):
     client, experiment, study = study_run(finished)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "autoprune", "ui", f"port={port}"],
                               cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
