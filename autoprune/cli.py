@@ -8,6 +8,7 @@ typo costs one clear line and exit status 2, not a traceback.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,8 +183,11 @@ def _run_hydra(command: str, module: Any, args: list[str]) -> None:
             print(f"autoprune: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         except KeyboardInterrupt:
-            print("autoprune: interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+            from autoprune.signals import received_signal
+
+            stop = received_signal()
+            print(f"autoprune: interrupted ({stop})", file=sys.stderr)
+            raise SystemExit(128 + getattr(signal, stop)) from None
 
     main = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(job)
     if any(a in ("--cfg", "-c") for a in args) and "--resolve" not in args:

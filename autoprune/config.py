@@ -85,6 +85,11 @@ class MeasureConfig:
     number: int = 20
     max_cv: float = 0.05
     retries: int = 2
+    # The bench is asked at most `attempts` times, each bounded by `timeout_s`; a study stops
+    # when `give_up_after` trials in a row could not be measured.
+    timeout_s: float = 300.0
+    attempts: int = 3
+    give_up_after: int = 3
 
 
 @dataclass(frozen=True)
@@ -338,9 +343,10 @@ def _hardware(raw: dict[str, Any]) -> HardwareProfile:
     _check(profile.batch_size >= 1, "hardware.batch_size must be at least 1")
     _check(profile.threads >= 1, "hardware.threads must be at least 1")
     _check(measure.repeats >= 3 and measure.number >= 1 and measure.warmup >= 0
-           and measure.warmup_s >= 0 and measure.retries >= 0 and measure.max_cv > 0,
+           and measure.warmup_s >= 0 and measure.retries >= 0 and measure.max_cv > 0
+           and measure.timeout_s > 0 and measure.attempts >= 1 and measure.give_up_after >= 1,
            "hardware.measure needs repeats >= 3, number >= 1, warmup >= 0, warmup_s >= 0, "
-           "retries >= 0 and max_cv > 0")
+           "retries >= 0, max_cv > 0, timeout_s > 0, attempts >= 1 and give_up_after >= 1")
     if profile.mode == "predict":
         _check(roofline is not None,
                f"hardware={profile.name} has no latency model (roofline); use mode=measure")

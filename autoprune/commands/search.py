@@ -18,6 +18,7 @@ from autoprune import __version__
 from autoprune.config import Settings
 from autoprune.data import load_data
 from autoprune.errors import StudyFailed, UserError
+from autoprune.hardware.bench import BenchUnavailable
 from autoprune.hardware.latency import settled_latency
 from autoprune.models import build_model
 from autoprune.models.base import prepare_base_model
@@ -40,10 +41,11 @@ from autoprune.search.objective import (
     example_input,
 )
 from autoprune.search.pareto import front_records
-from autoprune.search.records import TrialRecord
+from autoprune.search.records import INTERRUPTED, TrialRecord
 from autoprune.search.samplers import make_sampler, resolve_constraints
 from autoprune.search.sensitivity import measure_sensitivity
 from autoprune.search.space import PolicySpace
+from autoprune.signals import received_signal, stop_on_sigterm
 from autoprune.terminal import Progress, front_table
 from autoprune.training import TrainSpec, evaluate
 
@@ -200,6 +202,7 @@ def run(settings: Settings, output_dir: str) -> None:
     from autoprune.tracking.mlflow import StudyTracker, check_reachable
 
     started = time.monotonic()
+    stop_on_sigterm()
     check_reachable(settings.tracking.uri)
     runner.check_ray_address(settings.ray.address)
     make_sampler(settings.search, settings.seed)  # bad sampler options fail here, not later
@@ -244,6 +247,7 @@ def run(settings: Settings, output_dir: str) -> None:
     profile, calibration = calibrated(settings.hardware, settings.cache_dir)
 
     runner.start_ray(settings.ray)
+    stop_on_sigterm()  # again: ray.init replaced the handler with its own
     tracker = None
     try:
         plan = runner.plan_latency(profile, data.input_shape)
@@ -257,7 +261,11 @@ def run(settings: Settings, output_dir: str) -> None:
                             f"hardware={profile.name} measures on {profile.device}: use "
                             "pruning.quantize=[none] or hardware.mode=predict")
         backend = plan.backend(profile, data.input_shape)
-        base_latency = settled_latency(backend, base.model)
+        try:
+            base_latency = settled_latency(backend, base.model)
+        except BenchUnavailable as exc:
+            raise StudyFailed(f"the latency device did not answer when timing the base model: "
+                              f"{exc}; check hardware={profile.name} and its node") from exc
         _say(f"study {study_name}: base model ({base.source}) val accuracy "
              f"{100 * base_accuracy:.2f}%, latency {base_latency.median_ms:.3f} ms "
              f"(p90 {base_latency.p90_ms:.3f}, cv {100 * base_latency.cv:.1f}%, "
@@ -358,7 +366,11 @@ def run(settings: Settings, output_dir: str) -> None:
         _report(AcrossRuns(earlier + records, study, retrain), base.model, groups, data,
                 settings, tracker, study_name,
                 (base_accuracy, base_ms, base_test_accuracy), started)
-        finished = done + len(records)
+        finished = done + sum(not r.error.startswith(INTERRUPTED) for r in records)
+        if study.gave_up is not None:
+            raise StudyFailed(f"{study.gave_up}; stopped after {finished} of {budget} trials, "
+                              "the partial front is logged; check the device, then run the same "
+                              "command with resume=true")
         if finished < budget:
             _say(f"interrupted after {finished} of {budget} trials; the partial front above "
                  "is logged; run the same command with resume=true to finish it")
@@ -370,7 +382,10 @@ def run(settings: Settings, output_dir: str) -> None:
         tracker.finish("FINISHED")
     except BaseException:
         if tracker is not None:
-            tracker.finish("KILLED" if sys.exc_info()[0] is KeyboardInterrupt else "FAILED")
+            interrupted = sys.exc_info()[0] is KeyboardInterrupt
+            if interrupted:
+                tracker.client.set_tag(tracker.run_id, "interrupted", received_signal())
+            tracker.finish("KILLED" if interrupted else "FAILED")
         raise
     finally:
         import ray
@@ -386,15 +401,17 @@ def _find_resumed(settings: Settings) -> tuple:
     from mlflow.tracking import MlflowClient
 
     from autoprune.search import resume
+    from autoprune.stores import creating
 
     uri = settings.tracking.uri
     shown = str(value).lower() if isinstance(value, bool) else value
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().exists():
         raise UserError(f"resume={shown}: no unfinished study named {settings.study_name}-* "
                         f"(there is no MLflow store at {uri} yet)")
-    name, previous = resume.find_study(
-        settings.search.storage, settings.study_name, value,
-        MlflowClient(tracking_uri=uri), settings.tracking.experiment)
+    with creating(uri):
+        client = MlflowClient(tracking_uri=uri)
+    name, previous = resume.find_study(settings.search.storage, settings.study_name, value,
+                                       client, settings.tracking.experiment)
     _say(f"resuming study {name} (MLflow run {previous.info.run_id}, {previous.info.status})")
     return previous, name
 
@@ -406,8 +423,9 @@ def _repair(tracker, study_name: str, previous, space: PolicySpace) -> tuple[int
 
     from autoprune.commands.report import study_records
     from autoprune.search import resume
+    from autoprune.stores import optuna_storage
 
-    storage = optuna.storages.RDBStorage(resume.study_storage(previous))
+    storage = optuna_storage(resume.study_storage(previous))
     repaired = resume.mark_interrupted(storage, study_name)
     logged, _ = study_records(tracker.client, previous)
     backfilled = resume.backfill(tracker, study_name, storage, {r.number for r in logged}, space)

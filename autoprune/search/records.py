@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The error of a trial the study stopped before it finished: it does not count toward the
+# budget, and a resumed study runs it again.
+INTERRUPTED = "interrupted"
+
 
 @dataclass
 class TrialRecord:

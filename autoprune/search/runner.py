@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +27,24 @@ from torch import nn
 
 from autoprune.config import HardwareProfile, RayConfig, SearchConfig
 from autoprune.data.splits import DataSplits
-from autoprune.errors import UserError
-from autoprune.hardware.bench import Bench, BenchLatency, CoreGate, TrainingGuard
+from autoprune.errors import StudyFailed, UserError
+from autoprune.hardware.bench import (
+    Bench,
+    BenchLatency,
+    BenchUnavailable,
+    CoreGate,
+    TrainingGuard,
+)
 from autoprune.hardware.latency import LatencyBackend
 from autoprune.hardware.predictor import PredictedLatency
 from autoprune.pruning import Policy, PrunableGroup
 from autoprune.search.objective import TrialSettings, run_trial
 from autoprune.search.pareto import front_records
-from autoprune.search.records import TrialRecord
+from autoprune.search.records import INTERRUPTED, TrialRecord
+from autoprune.search.resume import INTERRUPTED_ATTR, mark_interrupted
 from autoprune.search.samplers import CONSTRAINTS_ATTR, Constraints
 from autoprune.search.space import PolicySpace
+from autoprune.stores import optuna_storage
 from autoprune.training import no_guard
 
 METRICS = ["accuracy", "latency_ms"]
@@ -67,6 +76,11 @@ class StudySearch(OptunaSearch):
         values = [None if result is None else result.get(m) for m in METRICS]
         finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
         ot_trial = self._ot_trials[trial_id]
+        if self.stopper.gave_up is not None and not finite:
+            ot_trial.set_user_attr(INTERRUPTED_ATTR, True)
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
         if not error and trial_id in self.stopper.stopped:
             self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
@@ -100,6 +114,7 @@ class EarlyStop(tune.Stopper):
         self.midway: dict[str, float] = {}  # trial id -> accuracy at the check epoch
         self.finished: list[tuple[float, float]] = []  # (accuracy midway, latency_ms)
         self.stopped: dict[str, str] = {}  # trial id -> why
+        self.gave_up: str | None = None  # why the whole study stops (set by the driver)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         if not self.enabled or result.get(EPOCH_KEY) != self.check_epoch:
@@ -122,7 +137,7 @@ class EarlyStop(tune.Stopper):
             self.finished.append((self.midway[trial_id], latency_ms))
 
     def stop_all(self) -> bool:
-        return False
+        return self.gave_up is not None
 
 
 @dataclass
@@ -137,7 +152,7 @@ class LatencyPlan:
 
     def backend(self, profile: HardwareProfile, input_shape: Sequence[int]) -> LatencyBackend:
         if self.bench is not None:
-            return BenchLatency(self.bench)
+            return BenchLatency(self.bench, profile.measure.timeout_s, profile.measure.attempts)
         return PredictedLatency(profile, input_shape)
 
 
@@ -213,16 +228,33 @@ def plan_latency(profile: HardwareProfile, input_shape: Sequence[int]) -> Latenc
         if available < 1:
             raise UserError(f"hardware={profile.name} measures on a Ray node with resource "
                             f"'{resource}', and the cluster has none")
-        bench = Bench.options(resources={resource: 1}).remote(profile, input_shape, None)
-        node = ray.get(bench.node_id.remote())
+        # Restarted if it dies (a crashed driver library); a hung one is restarted by its
+        # callers (BenchLatency).
+        bench = Bench.options(resources={resource: 1}, max_restarts=-1,
+                                  max_task_retries=-1).remote(
+            profile, input_shape, None)
+        node = _bench_node(bench, profile)
         return LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'", bench,
                            node=node)
     pin = _here()
-    gate = CoreGate.options(scheduling_strategy=pin).remote()
-    bench = Bench.options(scheduling_strategy=pin).remote(profile, input_shape, gate)
+    gate_name = f"autoprune-core-gate-{os.getpid()}-{time.time_ns()}"
+    gate = CoreGate.options(scheduling_strategy=pin, name=gate_name).remote()
+    bench = Bench.options(scheduling_strategy=pin, max_restarts=-1,
+                                  max_task_retries=-1).remote(
+        profile, input_shape, gate_name)
     return LatencyPlan("measured", f"this machine ({profile.description}, "
                                    f"{profile.threads} thread(s), training paused meanwhile)",
-                       bench, gate, node=ray.get(bench.node_id.remote()))
+                       bench, gate, node=_bench_node(bench, profile))
+
+
+def _bench_node(bench: Any, profile: HardwareProfile) -> str:
+    """The Ray node the bench started on; StudyFailed when it does not start in time."""
+    try:
+        return ray.get(bench.node_id.remote(), timeout=profile.measure.timeout_s)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
+        raise StudyFailed(f"the latency bench for hardware={profile.name} did not start within "
+                          f"{profile.measure.timeout_s:g} s ({type(exc).__name__}); check the "
+                          "device's Ray node") from exc
 
 
 @ray.remote(num_cpus=0)
@@ -253,7 +285,8 @@ def _trainable(config: dict[str, Any], *, base_model: nn.Module, groups: list[Pr
                profile: HardwareProfile, plan: LatencyPlan, threads: int, store: Any) -> None:
     torch.set_num_threads(threads)
     policy = Policy.from_params(space.complete(config))
-    guard = TrainingGuard(plan.gate) if plan.gate is not None else no_guard
+    trial_id = tune.get_context().get_trial_id()
+    guard = TrainingGuard(plan.gate, trial_id) if plan.gate is not None else no_guard
 
     def progress(epoch: int, accuracy: float, latency: Any) -> None:
         tune.report({EPOCH_KEY: epoch, EPOCH_ACCURACY_KEY: accuracy,
@@ -262,7 +295,7 @@ def _trainable(config: dict[str, Any], *, base_model: nn.Module, groups: list[Pr
     result = run_trial(policy, base_model, groups, data, settings,
                        plan.backend(profile, data.input_shape), guard, progress)
     # The float weights: an int8 model is rebuilt from them and the same calibration data.
-    ray.get(store.put.remote(tune.get_context().get_trial_id(), result.model.state_dict()))
+    ray.get(store.put.remote(trial_id, result.model.state_dict()))
     tune.report({**result.metrics(), "latency_source": result.latency.source})
 
 
@@ -275,6 +308,8 @@ def _error_line(trial: Any) -> str:
         if trial.pickled_error_file and os.path.exists(trial.pickled_error_file):
             with open(trial.pickled_error_file, "rb") as handle:
                 error = cloudpickle.load(handle)
+            if isinstance(error, ray.exceptions.RayActorError):
+                return WORKER_DIED
             cause = getattr(error, "cause", None) or error
             text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
         elif trial.error_file and os.path.exists(trial.error_file):
@@ -285,20 +320,44 @@ def _error_line(trial: Any) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-class _StudyCallback(tune.Callback):
-    """Turns finished Tune trials into TrialRecords for the reporters (driver side)."""
+WORKER_DIED = ("WorkerDied: the trial's worker process died (killed, or out of memory) "
+               "before it reported a result")
 
-    def __init__(self, searcher: StudySearch, space: PolicySpace, latency_source: str,
-                 store: Any, on_record: Callable[[TrialRecord], None]) -> None:
+
+class _StudyCallback(tune.Callback):
+    """Turns finished Tune trials into TrialRecords for the reporters (driver side).
+
+    It also watches the latency device: when `give_up_after` trials in a row could not be
+    measured, the study stops (the device hung, died or left) instead of failing every
+    remaining trial the same way.
+    """
+
+    def __init__(self, searcher: StudySearch, space: PolicySpace, plan: LatencyPlan,
+                 give_up_after: int, store: Any, on_record: Callable[[TrialRecord], None]
+                 ) -> None:
         self.searcher = searcher
         self.space = space
-        self.latency_source = latency_source
+        self.latency_source = plan.source
+        self.gate = plan.gate
+        self.give_up_after = give_up_after
+        self.unmeasured = 0  # trials in a row the bench could not measure
         self.store = store
         self.on_record = on_record
         self.records: list[TrialRecord] = []
 
+    def _watch_device(self, record: TrialRecord) -> None:
+        if record.state == "failed" and record.error.startswith(BenchUnavailable.__name__):
+            self.unmeasured += 1
+        elif record.state in ("complete", "stopped"):
+            self.unmeasured = 0
+        stopper = self.searcher.stopper
+        if self.unmeasured >= self.give_up_after and stopper.gave_up is None:
+            stopper.gave_up = (f"the latency device did not answer: {self.unmeasured} trials "
+                               f"in a row could not be measured (last: {record.error})")
+
     def _emit(self, record: TrialRecord) -> None:
         self.records.append(record)
+        self._watch_device(record)
         if record.state == "complete":
             self.searcher.stopper.finish(record.weights_key, record.metrics["latency_ms"])
             front = {id(r) for r in front_records(self.records)}
@@ -323,7 +382,9 @@ class _StudyCallback(tune.Callback):
                                    summary=Policy.from_params(params).summary()))
             return
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            self._emit(TrialRecord(number, params, "failed", error="no finite result reported",
+            error = "no finite result reported" if self.searcher.stopper.gave_up is None else \
+                f"{INTERRUPTED}: the study stopped before this trial finished"
+            self._emit(TrialRecord(number, params, "failed", error=error,
                                    latency_source=self.latency_source,
                                    summary=Policy.from_params(params).summary()))
             return
@@ -336,6 +397,8 @@ class _StudyCallback(tune.Callback):
                                feasible=self.searcher.constraints.met(*values)))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.gate is not None:  # a worker that died may have held the core gate
+            self.gate.drop.remote(trial.trial_id)
         params = self.space.complete(dict(trial.config))
         self._emit(TrialRecord(self.searcher.optuna_number(trial.trial_id), params, "failed",
                                error=_error_line(trial), latency_source=self.latency_source,
@@ -364,7 +427,7 @@ def run_trials(
 
     `seed_points` are params tried first (Optuna's enqueue_trial, through Ray's
     points_to_evaluate)."""
-    storage = optuna.storages.RDBStorage(search.storage)
+    storage = optuna_storage(search.storage)
     store = WeightStore.options(scheduling_strategy=_here()).remote()
     stopper = EarlyStop(search.early_stop, search.early_stop_margin, settings.finetune.epochs)
     searcher = StudySearch(
@@ -372,7 +435,8 @@ def run_trials(
         study_name=study_name, storage=storage, points_to_evaluate=list(seed_points) or None,
         constraints=constraints, stopper=stopper,
     )
-    callback = _StudyCallback(searcher, space, plan.source, store, on_record)
+    callback = _StudyCallback(searcher, space, plan, profile.measure.give_up_after, store,
+                              on_record)
     trainable = tune.with_parameters(
         _trainable, base_model=base_model, groups=list(groups), data=data, settings=settings,
         space=space, profile=profile, plan=plan, threads=cpus_per_trial, store=store,
@@ -392,10 +456,8 @@ def run_trials(
     with contextlib.redirect_stdout(io.StringIO()):
         tuner.fit()
     # Trials still in flight when Tune stopped (Ctrl-C, SIGTERM) must not stay RUNNING.
-    from autoprune.search.resume import mark_interrupted
-
     mark_interrupted(storage, study_name)
-    return StudyRun(callback.records, store)
+    return StudyRun(callback.records, store, stopper.gave_up)
 
 
 @dataclass
@@ -404,6 +466,7 @@ class StudyRun:
 
     records: list[TrialRecord]
     store: Any
+    gave_up: str | None = None  # why the study stopped before its budget, if it did
 
     def weights(self, record: TrialRecord) -> dict[str, torch.Tensor]:
         """Return the state_dict of a completed trial on the front (valid until Ray stops)."""

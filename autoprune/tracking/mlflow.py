@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from autoprune.errors import UserError
 from autoprune.search.records import TrialRecord
+from autoprune.stores import creating
 
 MAX_PARAM_LENGTH = 6000
 
@@ -76,10 +77,11 @@ class StudyTracker:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(uri)
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (found.experiment_id if found is not None
-                              else self.client.create_experiment(experiment))
+        with creating(uri):  # another study may be creating the same store or experiment
+            self.client = MlflowClient(tracking_uri=uri)  # opens (or creates) the store
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (found.experiment_id if found is not None
+                                  else self.client.create_experiment(experiment))
         self.run_id: str | None = None
 
     def start_study(self, study_name: str, hardware: str, config: Mapping[str, Any],

@@ -1,8 +1,11 @@
-"""The bench and core gate actors: a measurement never overlaps training."""
+"""The bench and core gate actors: a measurement never overlaps training, and neither a dead
+trainer nor a hung or dead bench can block a study for ever."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import threading
 import time
 
@@ -10,7 +13,13 @@ import pytest
 import ray
 import torch
 
-from autoprune.hardware.bench import Bench, BenchLatency, CoreGate, TrainingGuard
+from autoprune.hardware.bench import (
+    Bench,
+    BenchLatency,
+    BenchUnavailable,
+    CoreGate,
+    TrainingGuard,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +61,8 @@ def test_bench_measures_once_per_architecture(local_ray, settings_for):
     profile = settings_for("hardware=cpu").hardware
     profile = dataclasses.replace(profile, measure=dataclasses.replace(
         profile.measure, warmup=1, repeats=3, number=2))
-    gate = CoreGate.remote()
-    bench = Bench.remote(profile, (1, 8, 8), gate)
+    gate = CoreGate.options(name="test-gate").remote()  # noqa: F841 (the handle keeps it alive)
+    bench = Bench.remote(profile, (1, 8, 8), "test-gate")
     backend = BenchLatency(bench)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU())
     first = backend.latency(model)
@@ -74,3 +83,63 @@ def test_refresh_measures_again_and_keeps_the_faster(local_ray, settings_for):
     second = backend.latency(model, refresh=True)
     assert ray.get(bench.stats.remote())["measured"] == 2
     assert second.median_ms <= first.median_ms
+
+
+def _quick_profile(settings_for):
+    profile = settings_for("hardware=cpu").hardware
+    return dataclasses.replace(profile, measure=dataclasses.replace(
+        profile.measure, warmup=1, repeats=3, number=2))
+
+
+def test_a_dead_trainers_hold_is_dropped(local_ray):
+    gate = CoreGate.remote()
+    ray.get(gate.enter_train.remote("trial-a"))  # its worker dies before exit_train
+    waiting = gate.enter_measure.remote()
+    ready, _ = ray.wait([waiting], timeout=0.5)
+    assert not ready, "a held gate must make the measurement wait"
+    ray.get(gate.drop.remote("trial-a"))
+    assert ray.get(waiting, timeout=5) is True
+    ray.get(gate.exit_measure.remote())
+    ray.get(gate.enter_train.remote("trial-a"))  # a late call from the dead trial holds nothing
+    assert ray.get(gate.enter_measure.remote(), timeout=5) is True
+
+
+def test_a_restarted_bench_releases_what_the_old_one_held(local_ray):
+    gate = CoreGate.remote()
+    old = ray.get(gate.new_bench.remote())
+    assert ray.get(gate.enter_measure.remote(old)) is True  # then the bench hangs
+    trainer = gate.enter_train.remote("trial-b")
+    assert not ray.wait([trainer], timeout=0.5)[0]
+    new = ray.get(gate.new_bench.remote())
+    ray.get(trainer, timeout=5)
+    ray.get(gate.exit_train.remote("trial-b"))
+    assert ray.get(gate.enter_measure.remote(new), timeout=5) is True
+    ray.get(gate.exit_measure.remote(old))  # the old bench's late release changes nothing
+    assert not ray.wait([gate.enter_train.remote("trial-c")], timeout=0.5)[0]
+    ray.get(gate.exit_measure.remote(new))
+
+
+def test_a_hung_bench_is_restarted_and_answers(local_ray, settings_for):
+    gate = CoreGate.options(name="hung-gate").remote()  # noqa: F841 (the handle keeps it alive)
+    bench = Bench.options(max_restarts=-1, max_task_retries=-1).remote(
+        _quick_profile(settings_for), (1, 8, 8),
+                                                  "hung-gate")
+    hung = ray.get(bench.pid.remote())
+    os.kill(hung, signal.SIGSTOP)  # the device stops answering
+    started = time.monotonic()
+    result = BenchLatency(bench, timeout_s=3, attempts=5).latency(
+        torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3)))
+    assert result.source == "measured" and result.median_ms > 0
+    assert ray.get(bench.pid.remote()) != hung
+    assert time.monotonic() - started < 60
+
+
+def test_a_bench_that_is_gone_fails_the_call_with_the_reason(local_ray, settings_for):
+    bench = Bench.remote(_quick_profile(settings_for), (1, 8, 8), None)
+    ray.get(bench.node_id.remote())
+    ray.kill(bench, no_restart=True)  # the device left for good
+    started = time.monotonic()
+    with pytest.raises(BenchUnavailable,
+                       match=r"gave up after 1 attempt\(s\): the bench process died"):
+        BenchLatency(bench, timeout_s=3, attempts=2).latency(torch.nn.Conv2d(1, 8, 3))
+    assert time.monotonic() - started < 30

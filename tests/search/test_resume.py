@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,39 +12,52 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from autoprune.search.resume import INTERRUPTED_ATTR, counts
-from tests.search.test_search_e2e import QUICK, ROOT, SMALL_RESNET
+from tests.fixtures.processes import Driver, alive, descendants, env, kill, title
+from tests.search.test_search_e2e import QUICK, SMALL_RESNET
 
 ARGS = ["search", *QUICK, *SMALL_RESNET, "hardware=jetson", "search.n_trials=6",
         "search.concurrency=1", "search.seed_ratios=[]", "search=random"]
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
-def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stop):
+@pytest.mark.parametrize(("stop", "group"), [(signal.SIGKILL, False), (signal.SIGINT, True),
+                                             (signal.SIGTERM, False)],
+                         ids=["SIGKILL", "ctrl-c", "SIGTERM"])
+def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stop, group):
+    """Killed outright, Ctrl-C in a terminal (the whole process group) or SIGTERM from a
+    scheduler: the same command with resume=true finishes the study."""
     cache = f"cache_dir={tmp_path / 'cache'}"
-    driver = subprocess.Popen([sys.executable, "-m", "autoprune", *ARGS, cache], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=_env(), start_new_session=True)
-    deadline = time.monotonic() + 300
-    seen = ""
-    while "[  2/6]" not in seen and time.monotonic() < deadline:
-        line = driver.stdout.readline()
-        if not line and driver.poll() is not None:
-            break
-        seen += line
-    assert "[  2/6]" in seen, seen[-3000:]
-    driver.send_signal(stop)
-    driver.wait(timeout=120)
-    if stop == signal.SIGKILL:  # a killed driver leaves its local Ray behind: as in real life
-        os.killpg(driver.pid, signal.SIGKILL)
+    driver = Driver(tmp_path, *ARGS, cache)
+    try:
+        driver.wait_for("[  2/6]")
+        started = descendants(driver.pid)
+        driver.send(stop, group=group)
+        code = driver.finish(timeout=120)
+        if stop == signal.SIGKILL:  # a killed driver leaves its local Ray behind: as in life
+            kill(started)
+    finally:
+        if stop != signal.SIGKILL:
+            left = alive(started)
+            deadline = time.monotonic() + 15
+            while left and time.monotonic() < deadline:
+                time.sleep(0.5)
+                left = alive(started)
+        driver.kill_all()
+    if stop != signal.SIGKILL:
+        assert code == 128 + stop, driver.output[-3000:]
+        assert driver.output.strip().endswith(f"autoprune: interrupted ({stop.name})")
+        assert "the partial front above is logged" in driver.output
+        assert not left, f"processes left behind: {sorted(title(p) for p in left)}"
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("autoprune")
+        study = client.search_runs([experiment.experiment_id], "tags.role = 'study'")[0]
+        assert study.info.status == "KILLED"
+        assert study.data.tags["interrupted"] == stop.name
+        front = client.search_runs([experiment.experiment_id], "tags.pareto = 'true'")
+        assert front, "the partial front is logged"
 
     resumed = subprocess.run([sys.executable, "-m", "autoprune", *ARGS, cache, "resume=true"],
-                             cwd=tmp_path, capture_output=True, text=True, env=_env(),
+                             cwd=tmp_path, capture_output=True, text=True, env=env(),
                              timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     assert "resuming study" in resumed.stdout and "[  6/6]" in resumed.stdout
@@ -72,7 +84,7 @@ def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stop):
 def test_nothing_to_resume_is_one_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "autoprune", *ARGS,
                              f"cache_dir={tmp_path / 'cache'}", "resume=true"],
-                            cwd=tmp_path, capture_output=True, text=True, env=_env(),
+                            cwd=tmp_path, capture_output=True, text=True, env=env(),
                             timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("autoprune: error: resume=true: no unfinished study")

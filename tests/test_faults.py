@@ -1,0 +1,207 @@
+"""Faults injected into a running search, as they happen on shared machines and clusters.
+
+Each test starts `python -m autoprune search` as a user would, waits until it is underway,
+then breaks something from outside: kills a trial's worker, freezes the latency bench, takes
+the device's Ray node away, or starts a second study against the same stores. The study must
+carry on (or stop with a clear message), and nothing finished may be lost. Interrupting the
+driver itself (SIGINT, SIGTERM, SIGKILL) and resuming are in tests/search/test_resume.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.fixtures.processes import Driver, alive, descendants, env, title
+
+pytestmark = pytest.mark.slow
+
+STUDY = ["search", "search=random", "search.seed_ratios=[]", "search.concurrency=1",
+         "finetune.base_epochs=2", "hardware.measure.warmup=3", "hardware.measure.repeats=5",
+         "hardware.measure.number=5"]
+RESNET = ["model.width=16", "model.blocks_per_stage=1"]
+TrialState = optuna.trial.TrialState
+
+
+def _stores(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("autoprune")
+    studies = client.search_runs([experiment.experiment_id], "tags.role = 'study'")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    return client, experiment, studies, storage
+
+
+def _trial_runs(client, experiment, study) -> dict[int, object]:
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.mlflow.parentRunId = '{study.info.run_id}'")
+    return {int(r.data.tags["trial_number"]): r for r in runs}
+
+
+def test_a_worker_killed_mid_finetune_fails_only_its_trial(tmp_path):
+    driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
+                    "search.n_trials=3", "finetune.epochs=8")
+    try:
+        driver.wait_for("[  1/3]")
+        time.sleep(1.0)  # trial 1 is fine-tuning
+        workers = driver.workers("ImplicitFunc")
+        assert len(workers) == 1, [title(p) for p in descendants(driver.pid)]
+        os.kill(workers[0], signal.SIGKILL)
+        assert driver.finish() == 0, driver.output[-3000:]
+    finally:
+        driver.kill_all()
+    assert "trial   1: FAILED: WorkerDied: the trial's worker process died" in driver.output
+    assert "2 completed, 1 failed" in driver.output
+
+    client, experiment, studies, storage = _stores(tmp_path)
+    assert len(studies) == 1 and studies[0].info.status == "FINISHED"
+    assert studies[0].data.metrics["trials_failed"] == 1
+    trials = optuna.load_study(study_name=studies[0].data.tags["study"], storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.COMPLETE]
+    runs = _trial_runs(client, experiment, studies[0])
+    assert runs[1].info.status == "FAILED"
+    assert runs[1].data.tags["error"].startswith("WorkerDied: ")
+    assert {runs[0].info.status, runs[2].info.status} == {"FINISHED"}
+
+
+def test_a_diverging_trial_fails_with_the_reason_and_the_study_goes_on(tmp_path):
+    # Trial 0 keeps 24 of 32 channels (seed ratio 0.25) and fine-tunes; trial 1 keeps 16
+    # (0.5), and its loss becomes NaN.
+    driver = Driver(tmp_path, *STUDY, f"cache_dir={tmp_path / 'cache'}", "hardware=jetson",
+                    "search.seed_ratios=[0.25,0.5]", "search.n_trials=3", "finetune.epochs=1",
+                    "model=custom", "model._target_=tests.fixtures.fragile.FragileNet",
+                    "pruning.strategies=[channel]")
+    try:
+        assert driver.finish() == 0, driver.output[-3000:]
+    finally:
+        driver.kill_all()
+    assert "trial   1: FAILED: TrialFailed: training diverged: loss is nan" in driver.output
+    client, experiment, studies, storage = _stores(tmp_path)
+    trials = optuna.load_study(study_name=studies[0].data.tags["study"], storage=storage).trials
+    assert trials[0].state == TrialState.COMPLETE and trials[1].state == TrialState.FAIL
+    assert len(trials) == 3 and studies[0].info.status == "FINISHED"
+    runs = _trial_runs(client, experiment, studies[0])
+    assert runs[1].info.status == "FAILED"
+    assert runs[1].data.tags["error"].startswith("TrialFailed: training diverged")
+
+
+def test_a_hung_bench_is_restarted_and_no_trial_is_lost(tmp_path):
+    driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
+                    "hardware.measure.timeout_s=5", "search.n_trials=3", "finetune.epochs=4")
+    try:
+        driver.wait_for("[  1/3]")
+        benches = driver.workers("Bench")
+        assert len(benches) == 1
+        os.kill(benches[0], signal.SIGSTOP)  # the device stops answering mid-study
+        assert driver.finish() == 0, driver.output[-3000:]
+    finally:
+        driver.kill_all()
+    assert "3 completed, 0 failed" in driver.output
+    assert not alive(set(benches)), "the frozen bench must have been replaced"
+
+
+def _raylet_advertising(resource: str) -> int:
+    raylets = [int(p) for p in os.listdir("/proc") if p.isdigit()
+               and "raylet/raylet" in title(int(p)) and resource in title(int(p))]
+    assert len(raylets) == 1, raylets
+    return raylets[0]
+
+
+def test_a_device_that_leaves_mid_study_stops_it_with_a_clear_message(tmp_path, two_nodes):
+    port, cluster_env = two_nodes
+    driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=jetson",
+                    "hardware.device=cpu", "hardware.precision=fp32",
+                    "hardware.measure.warmup_s=0", "hardware.measure.timeout_s=5",
+                    "hardware.measure.attempts=2", "hardware.measure.give_up_after=2",
+                    "search.n_trials=8", "finetune.epochs=2", f"ray.address=127.0.0.1:{port}",
+                    extra_env=cluster_env)
+    try:
+        driver.wait_for("[  1/8]")
+        os.kill(_raylet_advertising("jetson"), signal.SIGKILL)  # the Jetson is unplugged
+        code = driver.finish(timeout=300)
+    finally:
+        driver.kill_all()
+    assert code == 1, driver.output[-3000:]
+    last = driver.output.strip().splitlines()[-1]
+    assert last.startswith("autoprune: the latency device did not answer: 2 trials in a row "
+                           "could not be measured (last: BenchUnavailable: latency bench gave "
+                           "up after 2 attempt(s)"), last
+    assert "check the device, then run the same command with resume=true" in last
+
+    client, experiment, studies, storage = _stores(tmp_path)
+    assert len(studies) == 1 and studies[0].info.status == "FAILED"
+    trials = optuna.load_study(study_name=studies[0].data.tags["study"], storage=storage).trials
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    assert trials[0].state == TrialState.COMPLETE
+    runs = _trial_runs(client, experiment, studies[0])
+    assert runs[0].data.tags["pareto"] == "true", "the partial front is logged"
+    assert len(trials) < 8, "the study stopped instead of failing every remaining trial"
+
+
+def test_two_studies_at_once_keep_their_trials_apart(tmp_path):
+    args = [*STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=jetson",
+            "search.n_trials=3", "finetune.epochs=1", "ray.num_cpus=1"]
+    first = Driver(tmp_path, *args, "seed=1")
+    second = Driver(tmp_path, *args, "seed=2")
+    try:
+        codes = [first.finish(), second.finish()]
+    finally:
+        first.kill_all()
+        second.kill_all()
+    assert codes == [0, 0], first.output[-2000:] + second.output[-2000:]
+
+    client, experiment, studies, storage = _stores(tmp_path)
+    assert len(studies) == 2
+    names = {s.data.tags["study"] for s in studies}
+    assert len(names) == 2 and set(optuna.get_all_study_names(storage)) == names
+    for study in studies:
+        trials = optuna.load_study(study_name=study.data.tags["study"], storage=storage).trials
+        runs = _trial_runs(client, experiment, study)
+        assert sorted(runs) == [t.number for t in trials] == [0, 1, 2]
+        for trial in trials:
+            run = runs[trial.number]
+            assert run.data.tags["study"] == study.data.tags["study"]
+            assert {k: run.data.params[k] for k in trial.params} == \
+                {k: str(v) for k, v in trial.params.items()}
+
+
+@pytest.fixture
+def two_nodes():
+    """A local Ray cluster: a head with 2 CPUs and a node advertising `jetson` (its CPU)."""
+    from tests.search.test_search_e2e import _free_port
+
+    port = _free_port()
+    cluster_env = {"RAY_AUTH_MODE": "token"}
+    full_env = env(**cluster_env)
+
+    def ray_cli(*args: str) -> None:
+        subprocess.run(["ray", *args], env=full_env, check=True, capture_output=True,
+                       timeout=120)
+
+    ray_cli("start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false")
+    try:
+        ray_cli("start", f"--address=127.0.0.1:{port}", "--num-cpus=0",
+                "--resources=" + json.dumps({"jetson": 1}))
+        yield port, cluster_env
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=full_env, capture_output=True,
+                       timeout=120)
+
+
+def test_fault_helpers_see_this_process_tree():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in descendants(os.getpid())
+        assert alive({child.pid}) == {child.pid}
+    finally:
+        child.kill()
+        child.wait()
+    assert alive({child.pid}) == set()
