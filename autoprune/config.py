@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from autoprune.errors import UserError
@@ -16,12 +17,30 @@ from autoprune.errors import UserError
 RESERVED_MODEL_KEYS = ("name", "_target_", "checkpoint")
 
 
+
+def parse_yaml(text: str, what: str) -> Any:
+    """`text` as plain YAML data: safe_load, so no tag can build an object or run code.
+
+    Raises UserError naming `what` when it is not valid YAML or uses such a tag."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise UserError(f"{what} is not plain YAML data: {first}") from exc
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
     target: str
     checkpoint: str | None
     kwargs: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """How messages name the model: its config name, or its factory for a custom one."""
+        return self.target.rsplit(".", 1)[-1] if self.name == "custom" else self.name
 
 
 @dataclass(frozen=True)
@@ -316,10 +335,14 @@ def _check_storage_url(url: str) -> None:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        make_url(url)
+        parsed = make_url(url)
     except ArgumentError as exc:
         raise UserError(f"search.storage {url!r} is not a database URL; "
                         "use e.g. sqlite:///optuna.db or postgresql://host/db") from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"search.storage {url}: folder {folder} does not exist")
 
 
 def _hardware(raw: dict[str, Any]) -> HardwareProfile:

@@ -20,7 +20,7 @@ from torch import nn
 
 from autoprune.config import ModelConfig
 from autoprune.errors import UserError
-from autoprune.models.base import save_atomic
+from autoprune.models.base import load_weights, save_atomic
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.quantize import quantize_int8
 
@@ -80,10 +80,7 @@ def load_pruned(path: Path) -> LoadedModel:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"pruned model {path} does not exist")
-    try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path} is not a readable pruned-model bundle ({exc})") from exc
+    bundle = load_weights(path, f"pruned model {path}")
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise UserError(f"{path} is not an autoprune pruned-model bundle")
     if bundle.get("version") != VERSION:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from autoprune.cli import compose
 from autoprune.errors import UserError
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+
+def cli(*args: str, cwd: str | None = None, env_extra: dict | None = None
+        ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "autoprune", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=120)
 
@@ -64,6 +68,9 @@ def test_top_level_usage_lists_commands():
         (["search", "foo=1"], "unknown key 'foo'; valid keys at the top level:"),
         (["search", "search.n_trials=0"], "search.n_trials must be at least 1"),
         (["search", "pruning.ratio_max=1.0"], "pruning ratios must lie in [0, 1)"),
+        (["search", "pruning.ratio_min=-0.1"], "pruning ratios must lie in [0, 1)"),
+        (["search", "search.n_trials=-3"], "search.n_trials must be at least 1"),
+        (["search", "hardware.measure.timeout_s=0"], "timeout_s > 0"),
         (["search", "pruning.ratio_min=0.6", "pruning.ratio_max=0.5"], "empty range"),
         (["search", "pruning.strategies=[magic]"],
          "unknown pruning.strategies value 'magic'; choose from channel, neuron"),
@@ -92,6 +99,75 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == [], "a bad input must not write anything"
+
+
+def _bad_files(folder):
+    """Files a user might point autoprune at by mistake."""
+    import numpy as np
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo never run",))
+
+    (folder / "corrupt.pt").write_bytes(os.urandom(4096))
+    torch.save({"weight": Payload()}, folder / "code.pt")
+    torch.save(torch.nn.Linear(3, 4).state_dict(), folder / "other.pt")
+    np.savez(folder / "x_only.npz", x=np.zeros((10, 1, 16, 16), np.float32))
+    np.savez(folder / "short_y.npz", x=np.zeros((10, 1, 16, 16), np.float32),
+             y=np.zeros(7, np.int64))
+    np.savez(folder / "small_x.npz", x=np.zeros((10, 1, 8, 8), np.float32),
+             y=np.zeros(10, np.int64))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["model.checkpoint={in}/missing.pt"], "model.checkpoint '{in}/missing.pt' does not exist"),
+        (["model.checkpoint={in}/corrupt.pt"],
+         "model.checkpoint '{in}/corrupt.pt' is not a torch.save file"),
+        (["model.checkpoint={in}/code.pt"],
+         "model.checkpoint '{in}/code.pt' holds pickled objects (posix.system), which are "
+         "never loaded"),
+        (["model.checkpoint={in}/other.pt"],
+         "model.checkpoint '{in}/other.pt' does not fit ResNet: 92 missing keys (stem.0.weight, "
+         "stem.1.weight, stem.1.bias, ...); 2 unexpected keys (weight, bias)"),
+        (["data=arrays", "data.path={in}/missing.npz"],
+         "data.path '{in}/missing.npz' does not exist"),
+        (["data=arrays", "data.path={in}/x_only.npz"],
+         "holds x; it needs arrays named x (inputs) and y (labels)"),
+        (["data=arrays", "data.path={in}/short_y.npz"],
+         "data.path y must be 10 integer labels, got int64 of shape (7,)"),
+        (["data=arrays", "data.path={in}/small_x.npz"],
+         "data.path x has shape (10, 1, 8, 8); expected (N, 1, 16, 16)"),
+        (["model=custom", "model._target_=tests.fixtures.unprunable.linear_probe"],
+         "model linear_probe has no prunable groups"),
+        (["search.storage=sqlite:///{in}/no/such/folder/optuna.db"],
+         "search.storage sqlite:///{in}/no/such/folder/optuna.db: folder {in}/no/such/folder "
+         "does not exist"),
+        (["tracking.uri=sqlite:///{in}/no/such/folder/mlflow.db"],
+         "folder {in}/no/such/folder does not exist"),
+    ],
+    ids=["missing-checkpoint", "corrupt-checkpoint", "pickled-code-checkpoint",
+         "mismatched-checkpoint", "missing-data", "data-without-labels", "labels-too-few",
+         "data-wrong-shape", "no-prunable-groups", "storage-folder-missing",
+         "tracking-folder-missing"],
+)
+def test_bad_files_are_refused_in_one_line_before_anything_is_written(tmp_path, args, expected):
+    inputs, work = tmp_path / "inputs", tmp_path / "work"
+    inputs.mkdir()
+    work.mkdir()
+    _bad_files(inputs)
+    result = cli("search", *(a.replace("{in}", str(inputs)) for a in args),
+                 f"cache_dir={tmp_path / 'cache'}", cwd=str(work),
+                 env_extra={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoprune: error: "), result.stderr
+    assert expected.replace("{in}", str(inputs)) in lines[0]
+    assert list(work.iterdir()) == [], "a bad input must not write anything"
+    assert not (tmp_path / "cache" / "base").exists() or not any(
+        (tmp_path / "cache" / "base").iterdir()), "nor train and cache a base model"
 
 
 def test_missing_checkpoint_is_refused_before_anything_is_written(tmp_path):

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from autoprune.config import Settings, settings_from_dict
+from autoprune.config import Settings, parse_yaml, settings_from_dict
 from autoprune.errors import UserError
 from autoprune.search.records import TrialRecord
 
@@ -84,7 +83,7 @@ def study_settings(client: Any, study: Any, cache_dir: str) -> Settings:
         except Exception as exc:
             raise UserError(f"study run {study.info.run_id} has no config.yaml artifact; it "
                             "was not written by a finished autoprune search") from exc
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = parse_yaml(Path(path).read_text(), "the study's config.yaml")
     raw["cache_dir"] = cache_dir
     return settings_from_dict(raw)
 

@@ -10,7 +10,7 @@ CPU; measured latencies agree within their spread.
 
 from __future__ import annotations
 
-from autoprune.config import Settings, settings_from_dict
+from autoprune.config import Settings, parse_yaml, settings_from_dict
 from autoprune.errors import UserError
 
 SUMMARY = "rerun a study from the config stored in its MLflow run"
@@ -20,7 +20,6 @@ def run(settings: Settings, output_dir: str) -> None:
     import tempfile
     from pathlib import Path
 
-    import yaml
     from mlflow.tracking import MlflowClient
 
     from autoprune.commands import search
@@ -44,7 +43,7 @@ def run(settings: Settings, output_dir: str) -> None:
             path = client.download_artifacts(str(run_id), "config.yaml", folder)
         except Exception as exc:
             raise UserError(f"study run {run_id} stored no config.yaml") from exc
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = parse_yaml(Path(path).read_text(), "the study's config.yaml")
     raw["tracking"] = dict(settings.raw["tracking"])
     raw["cache_dir"] = settings.cache_dir
     raw["reproduces"] = str(run_id)

@@ -191,7 +191,7 @@ def _prunable_groups(model: torch.nn.Module, settings: Settings, data,
     _check_input(model, x, data.num_classes)
     groups = find_groups(model, x, settings.pruning.ignore)
     if not groups:
-        raise UserError(f"model {settings.model.name} has no prunable groups "
+        raise UserError(f"model {settings.model.label} has no prunable groups "
                         "(Conv2d/Linear layers besides the classifier)")
     return groups
 
@@ -228,14 +228,14 @@ def run(settings: Settings, output_dir: str) -> None:
         _say(f"group {gid}: {strategy} is left out, it breaks the model ({reason})")
     if not choices:
         first = next(iter(rejected.values()), "no enabled strategy acts on its groups")
-        raise UserError(f"no group of model {settings.model.name} can be pruned by "
+        raise UserError(f"no group of model {settings.model.label} can be pruned by "
                         f"{', '.join(settings.pruning.strategies)} without breaking it; "
                         f"first: {first}")
     groups = [g for g in groups if g.id in choices]
     used = {name for names in choices.values() for name in names}
     for name in settings.pruning.strategies:
         if name not in used:
-            _say(f"strategy {name} has nothing to act on in {settings.model.name} (it prunes "
+            _say(f"strategy {name} has nothing to act on in {settings.model.label} (it prunes "
                  f"{', '.join(sorted(STRATEGIES[name].kinds))} groups)")
     base_accuracy = evaluate(base.model, data.x_val, data.y_val)
     base_test_accuracy = evaluate(base.model, data.x_test, data.y_test)
@@ -469,7 +469,7 @@ def _report(study, base: torch.nn.Module, groups: list, data,
     tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,
                          "trials_stopped_early": len(stopped),
                          "trials_infeasible": infeasible, "pareto_size": len(front)})
-    title = (f"{study_name}: {settings.model.name} on {settings.data.name}, "
+    title = (f"{study_name}: {settings.model.label} on {settings.data.name}, "
              f"{settings.hardware.name}")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

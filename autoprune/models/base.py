@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -54,12 +55,7 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserError(f"model.checkpoint {path!r} does not exist")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"model.checkpoint {path!r} is not a readable weights file: {first}"
-                        ) from exc
+    state = load_weights(file, f"model.checkpoint {path!r}")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -68,8 +64,40 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise UserError(f"model.checkpoint {path!r} does not fit the model: {detail}") from exc
+        raise UserError(f"model.checkpoint {path!r} does not fit {type(model).__name__}: "
+                        f"{_mismatch(model, state)}") from exc
+
+
+def load_weights(file: Path, what: str) -> object:
+    """torch.load with weights_only=True: tensors and plain containers, never pickled code.
+
+    Raises UserError naming `what` with the reason in a few words."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported global: (\S+)", text)
+        if found:
+            raise UserError(f"{what} holds pickled objects ({found.group(1)}), which are never "
+                            "loaded: save a state_dict of tensors") from exc
+        raise UserError(f"{what} is not a torch.save file (corrupt, or another format)") from exc
+
+
+def _mismatch(model: nn.Module, state: dict) -> str:
+    """Which keys and shapes of `state` do not match `model`, briefly."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+    parts = [f"{len(missing)} missing keys ({some(missing)})" if missing else "",
+             f"{len(extra)} unexpected keys ({some(extra)})" if extra else "",
+             f"{len(shapes)} shapes differ ({some(shapes)})" if shapes else ""]
+    return "; ".join(p for p in parts if p) or "the state_dict does not load"
 
 
 def save_atomic(state: dict, path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from autoprune.config import parse_yaml
 from autoprune.errors import UserError
 
 RATIO_SUFFIX = ".ratio"
@@ -75,7 +76,7 @@ class Policy:
 
     @classmethod
     def from_yaml(cls, text: str) -> Policy:
-        return cls.from_dict(yaml.safe_load(text) or {})
+        return cls.from_dict(parse_yaml(text, "the policy") or {})
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Policy:

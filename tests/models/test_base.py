@@ -118,7 +118,7 @@ def test_missing_checkpoint_is_a_user_error(data: DataSplits, tmp_path: Path) ->
 def test_corrupt_checkpoint_is_a_user_error(data: DataSplits, tmp_path: Path) -> None:
     path = tmp_path / "corrupt.pt"
     path.write_bytes(b"this is not a torch file\x00\x01\x02")
-    with pytest.raises(UserError, match="not a readable weights file") as info:
+    with pytest.raises(UserError, match="is not a torch.save file") as info:
         _prepare(data, tmp_path, model=_checkpoint(MODEL, path))
     assert str(path) in str(info.value)
 
@@ -126,9 +126,9 @@ def test_corrupt_checkpoint_is_a_user_error(data: DataSplits, tmp_path: Path) ->
 def test_checkpoint_of_another_model_is_a_user_error(data: DataSplits, tmp_path: Path) -> None:
     path = tmp_path / "wider.pt"
     torch.save(ResNet(width=8, blocks_per_stage=1).state_dict(), path)
-    with pytest.raises(UserError, match="does not fit the model") as info:
+    with pytest.raises(UserError, match="does not fit ResNet") as info:
         _prepare(data, tmp_path, model=_checkpoint(MODEL, path))
-    assert "size mismatch" in str(info.value)
+    assert "shapes differ (stem.0.weight (8, 1, 3, 3) vs (4, 1, 3, 3)" in str(info.value)
 
 
 def test_checkpoint_holding_no_state_dict_is_a_user_error(tmp_path: Path) -> None:
@@ -142,8 +142,23 @@ def test_pickled_module_is_refused(tmp_path: Path) -> None:
     # weights_only loading never runs pickled code; a whole pickled model is rejected.
     path = tmp_path / "module.pt"
     torch.save(ResNet(width=4, blocks_per_stage=1), path)
-    with pytest.raises(UserError, match="not a readable weights file"):
+    with pytest.raises(UserError, match=r"holds pickled objects \(.*ResNet\), which are never "
+                                        "loaded"):
         load_checkpoint(ResNet(width=4, blocks_per_stage=1), str(path))
+
+
+def test_pickled_code_in_a_checkpoint_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    path = tmp_path / "payload.pt"
+    torch.save({"stem.0.weight": Payload()}, path)
+    with pytest.raises(UserError, match="holds pickled objects"):
+        load_checkpoint(ResNet(width=4, blocks_per_stage=1), str(path))
+    assert not marker.exists()
 
 
 # --- build_model ------------------------------------------------------------------------------

@@ -71,6 +71,15 @@ def test_yaml_entry_with_bad_ratio_is_a_user_error() -> None:
         Policy.from_yaml("groups:\n  stem.0: {strategy: channel, ratio: 1.2}\n")
 
 
+def test_yaml_tags_that_build_objects_are_refused_not_run(tmp_path) -> None:
+    marker = tmp_path / "ran"
+    text = ("groups: !!python/object/apply:pathlib.Path.touch "
+            f"[!!python/object/apply:pathlib.Path [{str(marker)!r}]]\n")
+    with pytest.raises(UserError, match="the policy is not plain YAML data"):
+        Policy.from_yaml(text)
+    assert not marker.exists()
+
+
 def test_uniform_names_every_group_once() -> None:
     policy = Policy.uniform(["a", "b"], "channel", 0.3)
     assert policy.decisions == {"a": Decision("channel", 0.3), "b": Decision("channel", 0.3)}
