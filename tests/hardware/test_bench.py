@@ -143,3 +143,26 @@ def test_a_bench_that_is_gone_fails_the_call_with_the_reason(local_ray, settings
                        match=r"gave up after 1 attempt\(s\): the bench process died"):
         BenchLatency(bench, timeout_s=3, attempts=2).latency(torch.nn.Conv2d(1, 8, 3))
     assert time.monotonic() - started < 30
+
+
+def test_a_crashed_bench_is_restarted_by_ray_and_answers(local_ray, settings_for):
+    bench = Bench.options(max_restarts=-1, max_task_retries=-1).remote(
+        _quick_profile(settings_for), (1, 8, 8), None)
+    crashed = ray.get(bench.pid.remote())
+    os.kill(crashed, signal.SIGKILL)
+    result = BenchLatency(bench, timeout_s=30, attempts=1).latency(torch.nn.Conv2d(1, 8, 3))
+    assert result.source == "measured"
+    assert ray.get(bench.pid.remote()) != crashed
+
+
+def test_a_bench_whose_device_never_appears_stops_the_study_in_time(local_ray, settings_for):
+    from autoprune.errors import StudyFailed
+    from autoprune.search.runner import _bench_node
+
+    profile = _quick_profile(settings_for)
+    profile = dataclasses.replace(profile, measure=dataclasses.replace(profile.measure,
+                                                                       timeout_s=2))
+    bench = Bench.options(resources={"jetson": 1}).remote(profile, (1, 8, 8), None)
+    with pytest.raises(StudyFailed, match="did not start within 2 s"):
+        _bench_node(bench, profile)
+    ray.kill(bench)
