@@ -29,3 +29,29 @@ def trained_resnet(data, width: int, epochs: int, lr: float):
 @pytest.fixture
 def settings_for():
     return make_settings
+
+
+@pytest.fixture(scope="session")
+def trained_bases(tmp_path_factory):
+    """A cache folder holding the small ResNet that the end-to-end searches start from,
+    trained once per session exactly as `search` would train it."""
+    from autoprune.data import load_data
+    from autoprune.models.base import prepare_base_model
+    from tests.search.test_search_e2e import QUICK, SMALL_RESNET
+
+    folder = tmp_path_factory.mktemp("bases")
+    settings = make_settings(*SMALL_RESNET, *QUICK, f"cache_dir={folder}")
+    prepare_base_model(settings.model, settings.data, settings.finetune,
+                       load_data(settings.data), settings.seed, settings.cache_dir,
+                       lambda _: None)
+    return folder
+
+
+@pytest.fixture
+def warm_cache(tmp_path, trained_bases):
+    """tmp_path/cache with that base model already in it (a copy: nothing else is shared
+    between tests, latency caches included)."""
+    import shutil
+
+    shutil.copytree(trained_bases / "base", tmp_path / "cache" / "base")
+    return tmp_path / "cache"

@@ -205,6 +205,9 @@ def run(settings: Settings, output_dir: str) -> None:
     stop_on_sigterm()
     check_reachable(settings.tracking.uri)
     runner.check_ray_address(settings.ray.address)
+    cache = Path(settings.cache_dir).expanduser()
+    if cache.exists() and not cache.is_dir():
+        raise UserError(f"cache_dir {settings.cache_dir} is a file; point it at a folder")
     make_sampler(settings.search, settings.seed)  # bad sampler options fail here, not later
     previous, resumed_name = _find_resumed(settings)
     torch.manual_seed(settings.seed)

@@ -143,5 +143,9 @@ def prepare_base_model(
     except TrialFailed as exc:
         raise UserError(f"training the base model failed: {exc}; "
                         "lower finetune.base_lr or pass model.checkpoint") from exc
-    save_atomic(model.state_dict(), path)
+    try:
+        save_atomic(model.state_dict(), path)
+    except OSError as exc:
+        raise UserError(f"cache_dir: cannot write {path} ({exc.strerror or exc}); point "
+                        "cache_dir at a writable folder") from exc
     return BaseModel(model.eval(), "trained", str(path))

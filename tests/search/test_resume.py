@@ -17,6 +17,8 @@ from tests.search.test_search_e2e import QUICK, SMALL_RESNET
 
 ARGS = ["search", *QUICK, *SMALL_RESNET, "hardware=jetson", "search.n_trials=6",
         "search.concurrency=1", "search.seed_ratios=[]", "search=random"]
+# The small ResNet the searches start from is trained once per session (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("warm_cache")
 
 
 @pytest.mark.slow

@@ -51,6 +51,27 @@ def test_constraints_reach_the_samplers_that_take_them():
     assert make_sampler(search_config("tpe"), 0, space=SPACE)._constraints_func is None
 
 
+@pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "amc"])
+def test_every_method_proposes_complete_policies_inside_the_space(name):
+    # The search loop in miniature (the end-to-end tests run tpe, nsga2 and amc through Ray
+    # Tune): ask over the policy space, tell both objectives and the constraint values.
+    limits = Constraints(max_latency_ms=0.8)
+    sampler = make_sampler(search_config(name), 0, space=SPACE, constraints=limits)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for _ in range(6):
+        trial = study.ask()
+        SPACE(trial)
+        params = SPACE.complete(trial.params)
+        policy = Policy.from_params(params)
+        kept = 1 - sum(d.ratio for d in policy.decisions.values()) / 3
+        accuracy, latency = 0.5 + 0.4 * kept, kept
+        trial.set_user_attr(CONSTRAINTS_ATTR, limits.values(accuracy, latency))
+        study.tell(trial, [accuracy, latency])
+        assert all(0.0 <= d.ratio <= 1.0 for d in policy.decisions.values()), params
+        assert set(policy.decisions) <= {"a.conv", "b.fc", "c.block"}
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 6
+
+
 @pytest.mark.parametrize(("name", "option", "message"), [
     ("uniform", "+search.options.foo=1", "search.options.foo is not an option of the uniform"),
     ("amc", "+search.options.foo=1", "search.options.foo is not an option of the amc sampler"),
