@@ -43,7 +43,9 @@ def test_measurement_waits_for_training_and_blocks_new_training(local_ray):
 
     first = threading.Thread(target=train_step, args=("a", 0.6))
     first.start()
-    time.sleep(0.2)  # training "a" holds the gate
+    deadline = time.monotonic() + 30
+    while "a start" not in events and time.monotonic() < deadline:
+        time.sleep(0.01)  # until training "a" holds the gate
     ray.get(gate.enter_measure.remote())
     events.append("measure start")
     second = threading.Thread(target=train_step, args=("b", 0.0))
