@@ -8,6 +8,7 @@ Ray Tune's parallel trials and the MLflow logging unchanged.
 
 from __future__ import annotations
 
+import abc
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,8 +79,9 @@ class PlannedSampler(optuna.samplers.BaseSampler):
     def __init__(self, seed: int) -> None:
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
+    @abc.abstractmethod
     def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-        raise NotImplementedError
+        """Every param of `trial`, decided together."""
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:

@@ -12,6 +12,8 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.fixtures.processes import env
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
     "search.n_trials=4", "search.concurrency=2", "finetune.epochs=1", "finetune.base_epochs=2",
@@ -26,12 +28,10 @@ def search(tmp: Path, *overrides: str, model: Sequence[str] = tuple(SMALL_RESNET
            ) -> subprocess.CompletedProcess:
     # The repository on the path: a test model (tests.fixtures) is importable, as a user's
     # own package would be, in the driver and in Ray's workers.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
         [sys.executable, "-m", "autoprune", "search", f"cache_dir={tmp / 'cache'}", *QUICK,
          *model, *overrides],
-        cwd=tmp, capture_output=True, text=True, timeout=600, env=env,
+        cwd=tmp, capture_output=True, text=True, timeout=600, env=env(),
     )
 
 
@@ -168,10 +168,11 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
     import json
 
     port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    cluster_env = {**os.environ, "RAY_AUTH_MODE": "token"}
 
     def ray_cli(*args: str) -> None:
-        subprocess.run(["ray", *args], env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(["ray", *args], env=cluster_env, check=True, capture_output=True,
+                       timeout=120)
 
     ray_cli("start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false")
     try:
@@ -181,7 +182,7 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
             [sys.executable, "-c", "import json, sys, ray; ray.init(address=sys.argv[1], "
              "logging_level='ERROR'); print(json.dumps({n['NodeID']: n['Resources'] "
              "for n in ray.nodes() if n['Alive']}))", f"127.0.0.1:{port}"],
-            env=env, check=True, capture_output=True, text=True, timeout=120)
+            env=cluster_env, check=True, capture_output=True, text=True, timeout=120)
         nodes = json.loads(listing.stdout.strip().splitlines()[-1])
         jetson_nodes = [node for node, res in nodes.items() if res.get("jetson")]
         assert len(nodes) == 2 and len(jetson_nodes) == 1
@@ -190,9 +191,10 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
              *QUICK, *SMALL_RESNET, "hardware=jetson", "hardware.device=cpu",
              "hardware.precision=fp32", "hardware.measure.warmup_s=0", "search.n_trials=3",
              f"ray.address=127.0.0.1:{port}"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=cluster_env)
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run(["ray", "stop", "--force"], env=cluster_env, capture_output=True,
+                       timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"latency: measured on Ray node {jetson_nodes[0][:12]} advertising 'jetson'" \
         in result.stdout
