@@ -420,6 +420,9 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
            "ray.num_cpus must be at least 1 (or null for all)")
     pruning = _pruning(dict(raw["pruning"]))
     hardware = _hardware(dict(raw["hardware"]))
+    _check("dynamic" not in pruning.strategies or "none" in pruning.quantize,
+           "pruning.strategies has dynamic, which int8 cannot quantise, and pruning.quantize "
+           "allows only int8; add none to pruning.quantize")
     if "int8" in pruning.quantize and hardware.backend != "torch" and hardware.mode != "predict":
         raise UserError(f"pruning.quantize has int8, which is measured with the torch backend; "
                         f"hardware.backend is {hardware.backend}")

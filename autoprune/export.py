@@ -15,6 +15,7 @@ import dataclasses
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -117,13 +118,18 @@ def load_pruned(path: Path) -> LoadedModel:
 
 
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
-    """Export a float model to ONNX (batch dimension dynamic)."""
+    """Export a float model to ONNX: the batch dimension dynamic, except for a gated model,
+    which runs at the example's batch size only (see `strategies/dynamic.py`)."""
+    from autoprune.pruning.strategies.dynamic import is_gated, onnx_static_batch
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    gated = is_gated(model)
+    with warnings.catch_warnings(), onnx_static_batch():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (example_input,), str(path), dynamo=False,
                           input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                          dynamic_axes=None if gated else {"input": {0: "batch"},
+                                                           "logits": {0: "batch"}})
 
 
 def export_torchscript(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
@@ -135,16 +141,25 @@ def export_torchscript(model: nn.Module, example_input: torch.Tensor, path: Path
     traced.save(str(path))
 
 
-def onnx_difference(path: Path, model: nn.Module, inputs: torch.Tensor) -> float:
-    """Largest absolute difference between ONNX Runtime's outputs for `inputs` and PyTorch's."""
+def onnx_outputs(path: Path, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """ONNX Runtime's outputs for `inputs`, in batches (one example at a time for a file
+    whose batch size is fixed)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    (onnx_out,) = session.run(None, {name: inputs.numpy()})
+    spec = session.get_inputs()[0]
+    if isinstance(spec.shape[0], int):
+        batch_size = spec.shape[0]
+    outputs = [session.run(None, {spec.name: inputs[start:start + batch_size].numpy()})[0]
+               for start in range(0, len(inputs), batch_size)]
+    return torch.from_numpy(np.concatenate(outputs))
+
+
+def onnx_difference(path: Path, model: nn.Module, inputs: torch.Tensor) -> float:
+    """Largest absolute difference between ONNX Runtime's outputs for `inputs` and PyTorch's."""
     with torch.no_grad():
-        torch_out = model.eval()(inputs).numpy()
-    return float(abs(onnx_out - torch_out).max())
+        torch_out = model.eval()(inputs)
+    return float((onnx_outputs(path, inputs) - torch_out).abs().max())
 
 
 def onnx_weights(path: Path) -> dict[str, float]:
@@ -153,7 +168,6 @@ def onnx_weights(path: Path) -> dict[str, float]:
     They differ from the PyTorch parameter count by construction: the exporter folds BatchNorm
     into the preceding convolution and turns constant lookups into constants.
     """
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 

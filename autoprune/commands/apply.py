@@ -216,15 +216,9 @@ def run(settings: Settings, output_dir: str) -> None:
 
 def onnx_test_accuracy(path: Path, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of the ONNX file itself, run by ONNX Runtime."""
-    import onnxruntime as ort
+    from autoprune.export import onnx_outputs
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    correct = 0
-    for start in range(0, len(x), 256):
-        (logits,) = session.run(None, {name: x[start:start + 256].numpy()})
-        correct += int((torch.from_numpy(logits).argmax(1) == y[start:start + 256]).sum())
-    return correct / len(x)
+    return int((onnx_outputs(path, x).argmax(1) == y).sum()) / len(x)
 
 
 def log_applied(uri: str, client: Any, study: Any, record: TrialRecord,

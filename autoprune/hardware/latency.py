@@ -63,8 +63,9 @@ def settled_latency(backend: LatencyBackend, model: nn.Module) -> Latency:
 
 
 def architecture_key(model: nn.Module, *extra: object) -> str:
-    """Hash of module types and tensor shapes: equal for models that run the same kernels."""
-    parts = [f"{name}:{type(m).__name__}" for name, m in model.named_modules()]
+    """Hash of module types, settings and tensor shapes: equal for models that run the same
+    kernels (a gated layer's settings include how many channels it runs)."""
+    parts = [f"{name}:{type(m).__name__}:{m.extra_repr()}" for name, m in model.named_modules()]
     parts += [f"{name}:{tuple(t.shape)}" for name, t in model.state_dict().items()]
     parts += [repr(e) for e in extra]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]

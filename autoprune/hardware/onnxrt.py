@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.pruning.strategies.dynamic import onnx_static_batch
 
 
 def ort_runner(model: nn.Module, input_shape: Sequence[int],
@@ -28,7 +29,7 @@ def ort_runner(model: nn.Module, input_shape: Sequence[int],
 
     x = torch.randn(profile.batch_size, *input_shape)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), onnx_static_batch():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.float().eval(), (x,), buffer, dynamo=False,
                           input_names=["input"], output_names=["logits"])

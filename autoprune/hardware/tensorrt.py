@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.pruning.strategies.dynamic import onnx_static_batch
 
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 PRECISION_FLAGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}
@@ -66,7 +67,7 @@ def trtexec_blocks(model: nn.Module, input_shape: Sequence[int],
     x = torch.randn(profile.batch_size, *input_shape)
     with tempfile.TemporaryDirectory() as folder:
         onnx, times = Path(folder) / "model.onnx", Path(folder) / "times.json"
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), onnx_static_batch():
             warnings.simplefilter("ignore")
             torch.onnx.export(model.float().eval(), (x,), str(onnx), dynamo=False,
                               input_names=["input"], output_names=["logits"])

@@ -69,6 +69,10 @@ def apply_policy(
         if known[gid].kind not in strategy.kinds:
             raise UserError(f"strategy {strategy.name} cannot prune {known[gid].kind} group "
                             f"{gid!r}; it acts on {', '.join(sorted(strategy.kinds))} groups")
+    if policy.quantize == "int8" and any(d.strategy == "dynamic" and d.ratio > 0
+                                         for d in policy.decisions.values()):
+        raise UserError("a policy with dynamic gating cannot be quantised to int8 (int8 "
+                        "quantisation cannot trace the gates); use quantize: none")
     pruned = model if inplace else copy.deepcopy(model)
     pruned.eval()
     final = fraction >= 1.0
@@ -84,7 +88,8 @@ def apply_policy(
         if settings.criterion in NEEDS_GRADIENTS:
             _gradients(pruned, calibration)
         graph, _ = build_graph(pruned, example_input, settings.ignored)
-    context = PruneContext(pruned, graph, settings.alignment, settings.criterion)
+    context = PruneContext(pruned, graph, settings.alignment, settings.criterion,
+                           example_input=example_input)
     order = sorted(plan, key=lambda name: (STRATEGIES[name].stage, list(STRATEGIES).index(name)))
     for name in order:
         STRATEGIES[name].apply(context, plan[name])
@@ -152,8 +157,15 @@ def _breaks(model: nn.Module, group: PrunableGroup, groups: Sequence[PrunableGro
 
 
 def model_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, float]:
-    """Return params, nonzero params, sparsity, MACs and dense size in MB of a float model."""
+    """Return params, nonzero params, sparsity, MACs and dense size in MB of a float model.
+
+    MACs are those of one inference pass: for a gated model, of the channels that run.
+    """
+    from autoprune.pruning.strategies.dynamic import gated_macs, is_gated
+
     macs, params = tp.utils.count_ops_and_params(model, example_input)
+    if is_gated(model):
+        macs += gated_macs(model, example_input)
     total = sum(p.numel() for p in model.parameters())
     nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
     size = sum(p.numel() * p.element_size() for p in model.parameters())

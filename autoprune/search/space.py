@@ -3,8 +3,9 @@
 Per group: `<group>.strategy`, one of the strategies that can act on that group's kind (plus
 "none" where no choice takes a ratio, so the group can be left alone), and `<group>.ratio`,
 sampled only when the chosen strategy takes a ratio (N:M and layer removal do not). Globally:
-`schedule` and `quantize`, when more than one value is allowed. Conditional parameters like
-these are what Optuna's define-by-run spaces are for.
+`schedule` and `quantize`, when more than one value is allowed; `quantize` only for policies
+without dynamic gating, which int8 cannot run. Conditional parameters like these are what
+Optuna's define-by-run spaces are for.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from autoprune.pruning.policy import (
     UNPRUNED,
 )
 from autoprune.pruning.strategies import STRATEGIES
+
+DYNAMIC = "dynamic"  # the strategy whose policies are never quantised
 
 # Which strategy a uniform seed policy uses, most preferred first: the ones that make a model
 # faster on dense hardware.
@@ -64,17 +67,19 @@ class PolicySpace:
         return self.caps.get(gid, self.ratio_max)
 
     def __call__(self, trial: Any) -> None:
+        gated = False
         for gid, names in self.choices.items():
             if len(names) > 1:
                 strategy = trial.suggest_categorical(gid + STRATEGY_SUFFIX, list(names))
             else:
                 strategy = names[0]
             if strategy != UNPRUNED and STRATEGIES[strategy].fixed_ratio is None:
-                trial.suggest_float(gid + RATIO_SUFFIX, self.ratio_min, self.ratio_high(gid),
-                                    step=self.step)
+                ratio = trial.suggest_float(gid + RATIO_SUFFIX, self.ratio_min,
+                                            self.ratio_high(gid), step=self.step)
+                gated = gated or (strategy == DYNAMIC and ratio > 0)
         if len(self.schedules) > 1:
             trial.suggest_categorical(SCHEDULE_KEY, list(self.schedules))
-        if len(self.quantize) > 1:
+        if len(self.quantize) > 1 and not gated:
             trial.suggest_categorical(QUANTIZE_KEY, list(self.quantize))
 
     def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,7 +89,10 @@ class PolicySpace:
             if len(names) == 1:
                 full.setdefault(gid + STRATEGY_SUFFIX, names[0])
         full.setdefault(SCHEDULE_KEY, self.schedules[0])
-        full.setdefault(QUANTIZE_KEY, self.quantize[0])
+        gated = any(value == DYNAMIC and float(full.get(key[:-len(STRATEGY_SUFFIX)]
+                                                        + RATIO_SUFFIX, 0)) > 0
+                    for key, value in full.items() if key.endswith(STRATEGY_SUFFIX))
+        full.setdefault(QUANTIZE_KEY, "none" if gated else self.quantize[0])
         return full
 
     def uniform_point(self, ratio: float) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from autoprune.errors import UserError
 from autoprune.pruning.strategies.base import GRAPH, MASK, SURGERY, PruneContext, Strategy
 from autoprune.pruning.strategies.channel import ChannelStrategy, NeuronStrategy, kept_channels
+from autoprune.pruning.strategies.dynamic import DynamicStrategy
 from autoprune.pruning.strategies.head import HeadStrategy
 from autoprune.pruning.strategies.layer import LayerStrategy
 from autoprune.pruning.strategies.lowrank import LowRankStrategy
@@ -17,6 +18,7 @@ from autoprune.pruning.strategies.unstructured import (
 STRATEGIES: dict[str, Strategy] = {
     s.name: s for s in (
         ChannelStrategy(), NeuronStrategy(), HeadStrategy(), LayerStrategy(), LowRankStrategy(),
+        DynamicStrategy(),
         UnstructuredStrategy(), GlobalUnstructuredStrategy(), NMStrategy(),
     )
 }

@@ -26,6 +26,7 @@ class PruneContext:
     alignment: int
     criterion: str
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    example_input: torch.Tensor | None = None
 
     def module(self, name: str) -> nn.Module | None:
         """The module called `name`, or None once an earlier step removed or replaced it."""
