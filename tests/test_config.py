@@ -45,6 +45,8 @@ def test_profiles_state_what_the_latency_model_needs(settings_for):
          "hardware.backend=tensorrt runs on an NVIDIA GPU; hardware.device is cpu"),
         (["hardware=cpu", "hardware.backend=onnxruntime", "pruning=all"],
          "int8, which is measured with the torch backend"),
+        (["pruning.strategies=[dynamic]", "pruning.quantize=[int8]"],
+         "pruning.strategies has dynamic, which int8 cannot quantise"),
         (["hardware.measure.warmup_s=-1"], "warmup_s >= 0"),
         (["hardware=cpu", "hardware.mode=predict", "hardware.roofline=null"],
          "has no latency model"),

@@ -130,6 +130,7 @@ def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Modu
         onnx_weights,
         save_pruned,
     )
+    from autoprune.pruning.strategies.dynamic import is_gated
 
     policy = Policy.from_params(record.params)
     x = example_input(data)
@@ -153,6 +154,7 @@ def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Modu
     try:
         export_onnx(model, x, folder / "model.onnx")
         checked["onnx_precision"] = "fp32"
+        checked["onnx_batch"] = 1 if is_gated(model) else "dynamic"
         checked["onnx_max_abs_diff"] = onnx_difference(folder / "model.onnx", model,
                                                        data.x_val[:64])
         checked.update(onnx_weights(folder / "model.onnx"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,7 +49,8 @@ def study_runs(tmp: Path):
 
 @pytest.mark.slow
 def test_measured_cpu_search_logs_the_front(tmp_path):
-    result = search(tmp_path, "hardware=cpu")
+    # Dynamic gating allowed next to static strategies: trials mix them per group.
+    result = search(tmp_path, "hardware=cpu", "pruning.strategies=[channel,layer,dynamic]")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "latency: measured on this machine" in result.stdout
     assert "[  4/4]" in result.stdout and "Pareto front of" in result.stdout
@@ -71,9 +73,21 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
     front = [t for t in trials if t.data.tags["pareto"] == "true"]
     assert front and all("test_accuracy" in t.data.metrics for t in front)
 
+    used = [set(t.data.tags.get("strategies", "").split(",")) for t in trials]
+    assert any("dynamic" in u for u in used) and any("channel" in u for u in used)
+    assert any({"dynamic", "channel"} <= u for u in used)
+
     artifacts = {a.path for a in client.list_artifacts(study.info.run_id, "pareto")}
     assert {"pareto/pareto_front.csv", "pareto/pareto_front.png",
             "pareto/pareto_front.html"} <= artifacts
+    exports = json.loads(Path(client.download_artifacts(
+        study.info.run_id, "pareto/exports.json", str(tmp_path))).read_text())
+    gated = {t.data.tags["trial_number"] for t in front
+             if "dynamic" in t.data.tags.get("strategies", "")}
+    for entry in exports:
+        assert "onnx_error" not in entry and "torchscript_error" not in entry
+        assert entry["onnx_max_abs_diff"] < 1e-4
+        assert entry["onnx_batch"] == (1 if str(entry["trial"]) in gated else "dynamic")
     policies = client.list_artifacts(study.info.run_id, "pareto/policies")
     assert len(policies) == len(front)
 

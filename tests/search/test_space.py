@@ -75,6 +75,23 @@ def test_ratio_is_sampled_only_for_strategies_that_take_one():
     assert len(seen) > 8
 
 
+def test_policies_with_dynamic_gating_are_never_quantised():
+    s = space(("channel", "dynamic"), quantize=("none", "int8"))
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        s(trial)
+        policy = Policy.from_params(s.complete(trial.params))
+        gated = any(d.strategy == "dynamic" and d.ratio > 0 for d in policy.decisions.values())
+        assert ("quantize" in trial.params) == (not gated)
+        assert not (gated and policy.quantize == "int8")
+        seen.add((gated, policy.quantize))
+        study.tell(trial, [0.5, 1.0])
+    assert seen == {(True, "none"), (False, "none"), (False, "int8")}
+
+
 def test_space_is_picklable_for_ray():
     clone = pickle.loads(pickle.dumps(space()))
     assert clone.group_ids == ("a.conv", "b.conv")

@@ -191,7 +191,6 @@ class GatedConv2d(_Consumes, nn.Conv2d):
         self._folded = None
         super()._load_from_state_dict(*args, **kwargs)
 
-    @torch.no_grad()
     def _fold(self, area: int) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor,
                                         torch.Tensor]:
         """Inference weights: the gate's, with its standardisation and the pooling's 1/area
@@ -200,7 +199,12 @@ class GatedConv2d(_Consumes, nn.Conv2d):
         Kept until the weights can change (a switch to training, a load, a move) or the input
         size does.
         """
-        if self._folded is None or self._folded[0] != area:
+        folded = self._folded
+        # A trace records sizes as values: comparing them would only warn (and is not needed,
+        # a traced model sees one input size).
+        if folded is not None and (torch.jit.is_tracing() or folded[0] == area):
+            return folded
+        with torch.no_grad():
             weight = self.weight
             bias = self.bias if self.bias is not None else torch.zeros_like(weight[:, 0, 0, 0])
             norm = self._norm
@@ -225,17 +229,18 @@ class GatedConv2d(_Consumes, nn.Conv2d):
             scores = _call(_gate_scores, x.sum((2, 3)), gate_weight, gate_bias, inputs)
         index = scores.topk(self.keep, 1).indices
         if self.training or self.full:
-            self.compact = False
+            self.__dict__["compact"] = False  # set on every call: skip nn.Module's __setattr__
             hard = torch.zeros_like(scores).scatter(1, index, 1.0)
             # The value is the 0/1 mask; the scores get the mask's gradient, scaled down.
             mask = hard + GATE_GRADIENT * (scores - scores.detach())
             out = super().forward(x)
             if self._norm is None:
                 return out * mask[:, :, None, None]
-            self.mask = mask  # for the BatchNorm, which takes it (a copy must not hold a graph)
+            # For the BatchNorm, which takes it: a copy of the model must not hold a graph.
+            self.__dict__["mask"] = mask
             return out
-        self.compact = True
-        self.index = index
+        self.__dict__["compact"] = True
+        self.__dict__["index"] = index
         return _call(_producer_batch, x, index, weight, bias, inputs, *self.geometry)
 
 
@@ -256,7 +261,8 @@ class GatedBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._source.compact:
             return x
-        mask, self._source.mask = self._source.mask, None
+        source = self._source
+        mask, source.__dict__["mask"] = source.mask, None
         return super().forward(x) * mask[:, :, None, None]
 
 
