@@ -3,7 +3,8 @@
 For each built-in model this runs `python -m autoprune search model=<name> pruning=all ...` in a
 fresh directory and records which strategies, schedules and int8 its trials used, against what
 can act on that model's groups (channel pruning needs conv groups, heads need attention, layer
-removal needs residual blocks), plus failed trials and the exported front's ONNX parity.
+removal needs residual blocks), plus failed and early-stopped trials and the exported front's
+ONNX parity.
 Writes benchmarks/results/strategy_coverage.{json,md}.
 
     python benchmarks/strategy_coverage.py --trials 16
@@ -76,7 +77,8 @@ def one_model(name: str, trials: int, extra: list[str]) -> dict:
     expected = applicable(name)
     return {
         "model": name, "returncode": 0, "wall_s": round(wall, 1), "trials": len(runs),
-        "failed": sum(r.data.tags.get("state") != "complete" for r in runs),
+        "failed": sum(r.data.tags.get("state") == "failed" for r in runs),
+        "stopped": sum(r.data.tags.get("state") == "stopped" for r in runs),
         "used": sorted(used), "applicable": sorted(expected),
         "missing": sorted(expected - used),
         "front": len(parity), "onnx_max_abs_diff": max(parity) if parity else None,
@@ -101,15 +103,17 @@ def main() -> None:
         {"command": command, "machine": platform.platform(), "torch": torch.__version__,
          "models": rows}, indent=2) + "\n")
     lines = [f"# Strategy coverage\n\n`{command}`\n",
-             "| model | trials | failed | strategies used | applicable, not used | "
-             "front | max ONNX diff | wall s |", "|---|---|---|---|---|---|---|---|"]
+             "| model | trials | failed | stopped early | strategies used | "
+             "applicable, not used | front | max ONNX diff | wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if row["returncode"]:
             lines.append(f"| {row['model']} | search failed: {row['error']} |")
             continue
         diff = f"{row['onnx_max_abs_diff']:.1e}" if row["onnx_max_abs_diff"] is not None else "-"
         lines.append(f"| {row['model']} | {row['trials']} | {row['failed']} | "
-                     f"{', '.join(row['used'])} | {', '.join(row['missing']) or 'none'} | "
+                     f"{row['stopped']} | {', '.join(row['used'])} | "
+                     f"{', '.join(row['missing']) or 'none'} | "
                      f"{row['front']} | {diff} | {row['wall_s']} |")
     (RESULTS / "strategy_coverage.md").write_text("\n".join(lines) + "\n")
 

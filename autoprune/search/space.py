@@ -27,7 +27,8 @@ DYNAMIC = "dynamic"  # the strategy whose policies are never quantised
 
 # Which strategy a uniform seed policy uses, most preferred first: the ones that make a model
 # faster on dense hardware.
-SEED_PREFERENCE = ("channel", "neuron", "head", "lowrank", "unstructured", "global_unstructured")
+SEED_PREFERENCE = ("channel", "neuron", "head", "lowrank", "unstructured", "global_unstructured",
+                   "dynamic")
 
 
 class PolicySpace:
