@@ -92,8 +92,9 @@ def run(settings: Settings, output_dir: str) -> None:
     """Apply the chosen trial; see the module docstring."""
     from mlflow.tracking import MlflowClient
 
+    from autoprune.commands.front import prune_settings
     from autoprune.commands.report import find_study, study_records
-    from autoprune.commands.search import _prune_settings, git_commit, package_versions
+    from autoprune.commands.search import git_commit, package_versions
     from autoprune.data import load_data
     from autoprune.export import export_onnx, export_torchscript, onnx_difference, save_pruned
     from autoprune.hardware.calibrate import calibrated
@@ -146,7 +147,7 @@ def run(settings: Settings, output_dir: str) -> None:
     spec = TrainSpec(epochs, ft.lr, ft.batch_size, ft.momentum, ft.weight_decay,
                      original.seed, ft.distill_alpha, ft.distill_temperature)
     trial_settings = TrialSettings(
-        prune=_prune_settings(original), finetune=spec, bn_batches=ft.bn_recalibration_batches,
+        prune=prune_settings(original), finetune=spec, bn_batches=ft.bn_recalibration_batches,
         base_latency_ms=float("nan"), schedule_steps=original.pruning.schedule_steps,
         step_epochs=original.pruning.step_epochs)
     print(f"fine-tuning for {epochs} epochs", flush=True)
@@ -188,7 +189,7 @@ def run(settings: Settings, output_dir: str) -> None:
             if profile.device == "cpu" and not int8 else None
         save_pruned(target / "pruned.pt", model, base_model=base, model_config=original.model,
                     input_shape=data.input_shape, groups=groups, policy=policy,
-                    prune=_prune_settings(original),
+                    prune=prune_settings(original),
                     calibration=data.x_train[:CALIBRATION_SAMPLES],
                     prune_batch=calibration_batch(data))
         (target / "policy.yaml").write_text(policy.to_yaml())

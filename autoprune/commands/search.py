@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import secrets
 import sys
 import tempfile
@@ -15,6 +14,7 @@ import torch
 import yaml
 
 from autoprune import __version__
+from autoprune.commands.front import first_line, prune_settings, report_front, say
 from autoprune.config import Settings
 from autoprune.data import load_data
 from autoprune.errors import StudyFailed, UserError
@@ -24,36 +24,25 @@ from autoprune.models import build_model
 from autoprune.models.base import prepare_base_model
 from autoprune.pruning import (
     STRATEGIES,
-    Policy,
-    PruneSettings,
-    apply_policy,
     check_groups,
     find_groups,
     model_stats,
 )
-from autoprune.pruning.criteria import NEEDS_GRADIENTS
 from autoprune.search.amc import agent_factory
 from autoprune.search.objective import (
-    CALIBRATION_SAMPLES,
     TrialSettings,
     calibration_batch,
-    deployed_model,
     example_input,
 )
-from autoprune.search.pareto import front_records
 from autoprune.search.records import INTERRUPTED, TrialRecord
 from autoprune.search.samplers import make_sampler, resolve_constraints
 from autoprune.search.sensitivity import measure_sensitivity
 from autoprune.search.space import PolicySpace
 from autoprune.signals import received_signal, stop_on_sigterm
-from autoprune.terminal import Progress, front_table
+from autoprune.terminal import Progress
 from autoprune.training import TrainSpec, evaluate
 
 SUMMARY = "search pruning policies on the accuracy/latency Pareto front"
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 VERSIONED = ("autoprune", "torch", "optuna", "ray", "mlflow", "hydra-core", "torch-pruning",
@@ -104,75 +93,6 @@ def _check_input(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> N
         raise UserError(f"the model returns {shape} for one input; expected (1, {num_classes})")
 
 
-def _prune_settings(settings: Settings) -> PruneSettings:
-    return PruneSettings(settings.hardware.alignment, settings.pruning.importance,
-                         settings.pruning.ignore)
-
-
-def _rebuild(record: TrialRecord, state: dict, base: torch.nn.Module, groups: list,
-             data, settings: Settings) -> torch.nn.Module:
-    """The trial's float model: its policy re-applied to the base model, its weights loaded."""
-    x = example_input(data)
-    policy = Policy.from_params(record.params)
-    model = apply_policy(base, policy, groups, x, _prune_settings(settings),
-                         calibration_batch(data)).model
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def _export(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn.Module,
-            base: torch.nn.Module, groups: list, data, settings: Settings, folder: Path) -> dict:
-    """Write the trial's bundle, ONNX and TorchScript files; return what was checked."""
-    from autoprune.export import (
-        export_onnx,
-        export_torchscript,
-        onnx_difference,
-        onnx_weights,
-        save_pruned,
-    )
-    from autoprune.pruning.strategies.dynamic import is_gated
-
-    policy = Policy.from_params(record.params)
-    x = example_input(data)
-    needs_batch = settings.pruning.importance in NEEDS_GRADIENTS
-    save_pruned(folder / "pruned.pt", model, base_model=base, model_config=settings.model,
-                input_shape=data.input_shape, groups=groups, policy=policy,
-                prune=_prune_settings(settings),
-                prune_batch=calibration_batch(data) if needs_batch else None,
-                calibration=data.x_train[:CALIBRATION_SAMPLES])
-    (folder / "policy.yaml").write_text(policy.to_yaml())
-    stats = model_stats(model, x)
-    checked: dict = {"trial": record.number, "params": stats["params"],
-                     "nonzero_params": stats["nonzero_params"], "sparsity": stats["sparsity"]}
-    # The bundle above always works (plain data); a tracer may not follow every model the
-    # user brings: say so, and keep going.
-    try:
-        export_torchscript(deployed, x, folder / "model.torchscript.pt")
-        checked["torchscript_precision"] = "int8" if policy.quantize == "int8" else "fp32"
-    except Exception as exc:
-        checked["torchscript_error"] = _first_line(exc)
-    try:
-        export_onnx(model, x, folder / "model.onnx")
-        checked["onnx_precision"] = "fp32"
-        checked["onnx_batch"] = 1 if is_gated(model) else "dynamic"
-        checked["onnx_max_abs_diff"] = onnx_difference(folder / "model.onnx", model,
-                                                       data.x_val[:64])
-        checked.update(onnx_weights(folder / "model.onnx"))
-    except Exception as exc:
-        (folder / "model.onnx").unlink(missing_ok=True)
-        checked["onnx_error"] = _first_line(exc)
-    for kind in ("torchscript", "onnx"):
-        if f"{kind}_error" in checked:
-            _say(f"trial {record.number}: no {kind} export ({checked[f'{kind}_error']}); "
-                 "pruned.pt holds the model")
-    return checked
-
-
-def _first_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())[:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _quantizable(quantize: tuple[str, ...], model: torch.nn.Module, data) -> tuple[str, ...]:
     """`quantize` without int8 when the model cannot be quantised (it is then named)."""
     from autoprune.pruning.quantize import quantize_int8
@@ -182,7 +102,7 @@ def _quantizable(quantize: tuple[str, ...], model: torch.nn.Module, data) -> tup
     try:
         quantize_int8(model, data.x_train[:8])
     except Exception as exc:
-        _say(f"int8 quantisation is left out: {_first_line(exc)}")
+        say(f"int8 quantisation is left out: {first_line(exc)}")
         return tuple(q for q in quantize if q != "int8") or ("none",)
     return quantize
 
@@ -220,17 +140,17 @@ def run(settings: Settings, output_dir: str) -> None:
         # before spending minutes training it.
         _prunable_groups(build_model(settings.model), settings, data, x)
     base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
-                              settings.seed, settings.cache_dir, _say)
+                              settings.seed, settings.cache_dir, say)
     groups = _prunable_groups(base.model, settings, data, x)
     pruning = settings.pruning
     # The middle and both ends of the searched range: a cut that empties a branch or breaks
     # a head count shows up at one of them.
     extremes = sorted({pruning.ratio_min + pruning.ratio_step, 0.5, pruning.ratio_max})
     choices, rejected = check_groups(base.model, groups, pruning.strategies, x,
-                                     _prune_settings(settings), extremes)
+                                     prune_settings(settings), extremes)
     for key, reason in rejected.items():
         gid, _, strategy = key.rpartition("/")
-        _say(f"group {gid}: {strategy} is left out, it breaks the model ({reason})")
+        say(f"group {gid}: {strategy} is left out, it breaks the model ({reason})")
     if not choices:
         first = next(iter(rejected.values()), "no enabled strategy acts on its groups")
         raise UserError(f"no group of model {settings.model.label} can be pruned by "
@@ -240,8 +160,8 @@ def run(settings: Settings, output_dir: str) -> None:
     used = {name for names in choices.values() for name in names}
     for name in settings.pruning.strategies:
         if name not in used:
-            _say(f"strategy {name} has nothing to act on in {settings.model.label} (it prunes "
-                 f"{', '.join(sorted(STRATEGIES[name].kinds))} groups)")
+            say(f"strategy {name} has nothing to act on in {settings.model.label} (it prunes "
+                f"{', '.join(sorted(STRATEGIES[name].kinds))} groups)")
     base_accuracy = evaluate(base.model, data.x_val, data.y_val)
     base_test_accuracy = evaluate(base.model, data.x_test, data.y_test)
     base_stats = model_stats(base.model, x)
@@ -257,9 +177,9 @@ def run(settings: Settings, output_dir: str) -> None:
     try:
         plan = runner.plan_latency(profile, data.input_shape)
         if plan.source == "predicted":
-            _say(f"latency: PREDICTED, not measured: {plan.where}; {calibration}")
+            say(f"latency: PREDICTED, not measured: {plan.where}; {calibration}")
         else:
-            _say(f"latency: measured on {plan.where}")
+            say(f"latency: measured on {plan.where}")
         if (plan.source == "measured" and "int8" in settings.pruning.quantize
                 and not profile.device.startswith("cpu")):
             raise UserError(f"pruning.quantize int8 is measured with PyTorch's CPU kernels; "
@@ -271,8 +191,8 @@ def run(settings: Settings, output_dir: str) -> None:
         except BenchUnavailable as exc:
             raise StudyFailed(f"the latency device did not answer when timing the base model: "
                               f"{exc}; check hardware={profile.name} and its node") from exc
-        _say(f"study {study_name}: base model ({base.source}) val accuracy "
-             f"{100 * base_accuracy:.2f}%, latency {base_latency.median_ms:.3f} ms "
+        say(f"study {study_name}: base model ({base.source}) val accuracy "
+            f"{100 * base_accuracy:.2f}%, latency {base_latency.median_ms:.3f} ms "
              f"(p90 {base_latency.p90_ms:.3f}, cv {100 * base_latency.cv:.1f}%, "
              f"{base_latency.source}), {len(groups)} prunable groups")
 
@@ -308,18 +228,18 @@ def run(settings: Settings, output_dir: str) -> None:
         search = settings.search
         constraints = resolve_constraints(search, base_accuracy)
         if constraints:
-            _say(f"constraints: {constraints.describe()}; the front holds only trials that "
-                 "meet them")
+            say(f"constraints: {constraints.describe()}; the front holds only trials that "
+                "meet them")
         ft = settings.finetune
         seed_points: list[dict] = []
         caps: dict[str, float] = {}
         if search.sensitivity:
-            _say(f"sensitivity warm start: {len(groups)} groups x "
-                 f"{len(search.sensitivity_ratios)} ratios, no fine-tuning")
+            say(f"sensitivity warm start: {len(groups)} groups x "
+                f"{len(search.sensitivity_ratios)} ratios, no fine-tuning")
             sensitivity = measure_sensitivity(
-                base.model, groups, choices, data, _prune_settings(settings),
+                base.model, groups, choices, data, prune_settings(settings),
                 search.sensitivity_ratios, ft.bn_recalibration_batches, ft.batch_size,
-                settings.seed, calibration_batch(data), _say)
+                settings.seed, calibration_batch(data), say)
             caps = sensitivity.caps(search.sensitivity_max_drop)
             tolerated = (search.sensitivity_max_drop / 4, search.sensitivity_max_drop / 2)
             seed_ratio_sets = [sensitivity.seed_params(t, pruning.ratio_min) for t in tolerated]
@@ -329,18 +249,18 @@ def run(settings: Settings, output_dir: str) -> None:
         if search.sensitivity:
             seed_points += [space.point(r) for r in seed_ratio_sets]
             if caps:
-                _say("ratio ranges narrowed: " + ", ".join(
+                say("ratio ranges narrowed: " + ", ".join(
                     f"{gid} <= {space.ratio_high(gid):g}" for gid in caps))
         seed_points += [space.uniform_point(r) for r in search.seed_ratios]
         agent = None
         if search.sampler == "amc":
-            agent = agent_factory(base.model, groups, space, x, _prune_settings(settings),
+            agent = agent_factory(base.model, groups, space, x, prune_settings(settings),
                                   profile, data.input_shape, base_ms,
                                   constraints.max_latency_ms)
         sampler = make_sampler(search, settings.seed, space=space, constraints=constraints,
                                agent=agent)
         trial_settings = TrialSettings(
-            prune=_prune_settings(settings),
+            prune=prune_settings(settings),
             finetune=TrainSpec(ft.epochs, ft.lr, ft.batch_size, ft.momentum, ft.weight_decay,
                                settings.seed, ft.distill_alpha, ft.distill_temperature),
             bn_batches=ft.bn_recalibration_batches, base_latency_ms=base_ms,
@@ -349,7 +269,7 @@ def run(settings: Settings, output_dir: str) -> None:
         if previous is not None:
             done, earlier = _repair(tracker, study_name, previous, space)
             seed_points = []  # tried the first time
-            _say(f"{done} of {budget} trials done; {max(budget - done, 0)} to go")
+            say(f"{done} of {budget} trials done; {max(budget - done, 0)} to go")
         progress = Progress(budget, already=done)
 
         def on_record(record: TrialRecord) -> None:
@@ -367,18 +287,18 @@ def run(settings: Settings, output_dir: str) -> None:
         from autoprune.search.resume import AcrossRuns, Retrain
 
         retrain = Retrain(base.model, groups, data, trial_settings, settings.ray.cpus_per_trial,
-                          _say)
-        _report(AcrossRuns(earlier + records, study, retrain), base.model, groups, data,
-                settings, tracker, study_name,
-                (base_accuracy, base_ms, base_test_accuracy), started)
+                          say)
+        report_front(AcrossRuns(earlier + records, study, retrain), base.model, groups, data,
+                     settings, tracker, study_name,
+                     (base_accuracy, base_ms, base_test_accuracy), started)
         finished = done + sum(not r.error.startswith(INTERRUPTED) for r in records)
         if study.gave_up is not None:
             raise StudyFailed(f"{study.gave_up}; stopped after {finished} of {budget} trials, "
                               "the partial front is logged; check the device, then run the same "
                               "command with resume=true")
         if finished < budget:
-            _say(f"interrupted after {finished} of {budget} trials; the partial front above "
-                 "is logged; run the same command with resume=true to finish it")
+            say(f"interrupted after {finished} of {budget} trials; the partial front above "
+                "is logged; run the same command with resume=true to finish it")
             raise KeyboardInterrupt
         failures = [r for r in records if r.state == "failed"]
         if records and len(failures) == len(records):
@@ -417,7 +337,7 @@ def _find_resumed(settings: Settings) -> tuple:
         client = MlflowClient(tracking_uri=uri)
     name, previous = resume.find_study(settings.search.storage, settings.study_name, value,
                                        client, settings.tracking.experiment)
-    _say(f"resuming study {name} (MLflow run {previous.info.run_id}, {previous.info.status})")
+    say(f"resuming study {name} (MLflow run {previous.info.run_id}, {previous.info.status})")
     return previous, name
 
 
@@ -435,77 +355,8 @@ def _repair(tracker, study_name: str, previous, space: PolicySpace) -> tuple[int
     logged, _ = study_records(tracker.client, previous)
     backfilled = resume.backfill(tracker, study_name, storage, {r.number for r in logged}, space)
     if repaired or backfilled:
-        _say(f"repaired: {repaired} trials left RUNNING marked interrupted, {backfilled} "
-             "finished trials added to MLflow")
+        say(f"repaired: {repaired} trials left RUNNING marked interrupted, {backfilled} "
+            "finished trials added to MLflow")
     records, _ = study_records(tracker.client, tracker.client.get_run(previous.info.run_id))
     trials = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
     return sum(resume.counts(t) for t in trials), records
-
-
-def _report(study, base: torch.nn.Module, groups: list, data,
-            settings: Settings, tracker, study_name: str, base_point: tuple[float, float, float],
-            started: float) -> None:
-    from autoprune.tracking.plots import plot_front_html, plot_front_png, write_front_csv
-
-    records = study.records
-    done = [r for r in records if r.state == "complete"]
-    failed = sum(r.state == "failed" for r in records)
-    stopped = [r for r in records if r.state == "stopped"]
-    infeasible = sum(not r.feasible for r in done)
-    front = front_records(records)
-    test_accuracy = {}
-    exports = []
-    with tempfile.TemporaryDirectory() as folder:
-        for record in front:
-            model = _rebuild(record, study.weights(record), base, groups, data, settings)
-            deployed = deployed_model(model, Policy.from_params(record.params), data)
-            test_accuracy[record.number] = evaluate(deployed, data.x_test, data.y_test)
-            record.pareto = True
-            tracker.mark_pareto(record, test_accuracy[record.number])
-            target = Path(folder) / f"trial_{record.number:03d}"
-            exports.append(_export(record, model, deployed, base, groups, data, settings,
-                                   target))
-            (target / "export.json").write_text(json.dumps(exports[-1], indent=2))
-            tracker.log_trial_artifacts(record, str(target), "model")
-    for record in records:  # an earlier run's front trial that no longer is one
-        if record.pareto and all(record is not f for f in front) and record.run_id:
-            tracker.client.set_tag(record.run_id, "pareto", "false")
-            record.pareto = False
-    tracker.log_metrics({"trials_complete": len(done), "trials_failed": failed,
-                         "trials_stopped_early": len(stopped),
-                         "trials_infeasible": infeasible, "pareto_size": len(front)})
-    title = (f"{study_name}: {settings.model.label} on {settings.data.name}, "
-             f"{settings.hardware.name}")
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        (root / "config.yaml").write_text(yaml.safe_dump(settings.raw, sort_keys=False))
-        tracker.log_artifact(str(root / "config.yaml"))
-        pareto = root / "pareto"
-        (pareto / "policies").mkdir(parents=True)
-        if front:
-            write_front_csv(front, test_accuracy, pareto / "pareto_front.csv")
-            plot_front_png(records, front, base_point[:2], title, pareto / "pareto_front.png")
-            plot_front_html(records, front, base_point[:2], title, pareto / "pareto_front.html")
-        for record in front:
-            policy = Policy.from_params(record.params)
-            (pareto / "policies" / f"trial_{record.number:03d}.yaml").write_text(policy.to_yaml())
-        (pareto / "exports.json").write_text(json.dumps(exports, indent=2))
-        tracker.log_artifacts(str(pareto), "pareto")
-    elapsed = time.monotonic() - started
-    _say("")
-    source = front[0].latency_source if front else "-"
-    _say(f"Pareto front of {study_name}: {len(front)} trials; {len(done)} completed, "
-         f"{failed} failed, {elapsed:.0f}s; latency {source}")
-    if stopped:
-        epochs = settings.finetune.epochs
-        saved = sum(epochs - r.metrics.get("epochs", epochs) for r in stopped)
-        _say(f"stopped early: {len(stopped)} trials could not reach the front "
-             f"({saved:.0f} of {epochs * (len(done) + len(stopped)):.0f} fine-tuning epochs "
-             "saved)")
-    if infeasible:
-        _say(f"outside the constraints: {infeasible} completed trials, left off the front")
-    if front:
-        _say(front_table(front, test_accuracy, base_point))
-    _say(f"MLflow: {settings.tracking.uri}, experiment '{settings.tracking.experiment}', "
-         f"run {tracker.run_id}; filter trials with tags.pareto = \"true\"")
-    _say(f"Optuna: study '{study_name}' in {settings.search.storage}")
