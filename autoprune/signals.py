@@ -16,6 +16,10 @@ _received: list[str] = []
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     _received.append("SIGTERM")
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        # A background job (`cmd &` in a script) starts with Ctrl-C ignored: SIGTERM must
+        # still stop it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.raise_signal(signal.SIGINT)
 
 

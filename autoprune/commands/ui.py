@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,8 +32,24 @@ def check_port(host: str, port: int) -> None:
                             "port=<number>")
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop the MLflow server and every process it started (its uvicorn workers and job
+    consumers), which it does not stop itself: they share its process group."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return  # nothing of the group is left
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.5 if sig == signal.SIGTERM else 0.0)
+
+
 def run(settings: Settings, output_dir: str) -> None:
-    """Start the UI and keep it in the foreground until Ctrl-C."""
+    """Start the UI and keep it in the foreground until Ctrl-C or SIGTERM."""
+    from autoprune.signals import stop_on_sigterm
     from autoprune.tracking.mlflow import check_store_exists
 
     uri = settings.tracking.uri
@@ -46,7 +64,9 @@ def run(settings: Settings, output_dir: str) -> None:
     if host not in LOOPBACK:
         print(f"warning: host={host} exposes the UI (and every run's artifacts) to the network",
               flush=True)
-    process = subprocess.Popen(ui_command(uri, host, port))
+    stop_on_sigterm()  # now: importing MLflow above installs handlers of its own
+    # A session of its own: its whole process group can be stopped with it.
+    process = subprocess.Popen(ui_command(uri, host, port), start_new_session=True)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     try:
         for _ in range(600):  # until it answers, or gives up
@@ -63,9 +83,4 @@ def run(settings: Settings, output_dir: str) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_server(process)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.fixtures.processes import alive, descendants, title
 from tests.search.test_search_e2e import QUICK, SMALL_RESNET
 from tests.test_cli import cli
 
@@ -122,9 +123,16 @@ def test_ui_serves_the_store_on_loopback(finished):
             with socket.socket() as probe:
                 probe.settimeout(2)
                 assert probe.connect_ex((outside, port)) != 0
+        started = descendants(process.pid)  # the MLflow server, its workers and job consumers
+        assert started
     finally:
-        process.terminate()
+        process.terminate()  # SIGTERM, as `kill` or a service manager would stop it
         process.wait(timeout=30)
+    assert process.returncode == 0
+    deadline = time.monotonic() + 20
+    while alive(started) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not alive(started), f"left running: {sorted(title(p) for p in alive(started))}"
 
 
 @pytest.mark.slow
