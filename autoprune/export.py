@@ -1,12 +1,13 @@
 """Saving, reloading and exporting pruned models.
 
 A pruned model is saved as a bundle: the model factory and its arguments, the base model's
-weights, the prunable groups, the policy and the pruned weights, all plain data loadable with
-`torch.load(weights_only=True)`. Reloading builds the unpruned architecture from the factory,
-loads the base weights, re-applies the policy (which rebuilds exactly the trial's architecture:
-which channels go, and so how a concatenated group's cut splits between its branches, depends
-on the base weights) and loads the pruned weights. The original class definitions are used
-unchanged and no pickled code is trusted. TorchScript and ONNX exports need no autoprune.
+weights, the prunable groups, the policy, the pruned weights and an example input, all plain
+data loadable with `torch.load(weights_only=True)`. Reloading builds the unpruned
+architecture from the factory, loads the base weights, re-applies the policy (which rebuilds
+exactly the trial's architecture: which channels go, and so how a concatenated group's cut
+splits between its branches, depends on the base weights) and loads the pruned weights. The
+original class definitions are used unchanged and no pickled code is trusted. TorchScript and
+ONNX exports need no autoprune.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,10 +25,11 @@ from autoprune.config import ModelConfig
 from autoprune.errors import UserError
 from autoprune.models.base import load_weights, save_atomic
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
+from autoprune.pruning.apply import Calibration
 from autoprune.pruning.quantize import quantize_int8
 
 FORMAT = "autoprune-pruned-model"
-VERSION = 1
+VERSION = 2
 
 
 @dataclasses.dataclass
@@ -37,7 +40,7 @@ class LoadedModel:
     model: nn.Module
     deployed: nn.Module
     policy: Policy
-    input_shape: tuple[int, ...]
+    example: Any  # one example's model input
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -45,13 +48,14 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_pruned(path: Path, model: nn.Module, *, base_model: nn.Module,
-                model_config: ModelConfig, input_shape: tuple[int, ...],
+                model_config: ModelConfig, example: Any,
                 groups: list[PrunableGroup], policy: Policy, prune: PruneSettings,
-                prune_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                calibration: torch.Tensor | None = None) -> None:
+                prune_batch: Calibration | None = None,
+                calibration: Any = None) -> None:
     """Write the bundle of `model`, pruned from `base_model` by `policy`, to `path` (atomically).
 
-    `prune_batch` is the (inputs, labels) batch a gradient criterion scored channels on;
+    `example` is one example's model input. `prune_batch` is the batch (and task) a gradient
+    criterion scored channels on: the batch and the task's class path are stored. The int8
     `calibration` inputs are stored when the policy quantises, so that the int8 model can be
     rebuilt exactly.
     """
@@ -59,14 +63,16 @@ def save_pruned(path: Path, model: nn.Module, *, base_model: nn.Module,
         "format": FORMAT, "version": VERSION,
         "model": {"target": model_config.target, "kwargs": dict(model_config.kwargs)},
         "base_state_dict": _tensors(base_model.state_dict()),
-        "input_shape": list(input_shape),
+        "example": example,
         "groups": [dataclasses.asdict(g) for g in groups],
         "policy": policy.to_dict(),
         "prune": dataclasses.asdict(prune),
         "state_dict": _tensors(model.state_dict()),
     }
     if prune_batch is not None:
-        bundle["prune_batch"] = [t.detach().clone() for t in prune_batch]
+        task = type(prune_batch.task)
+        bundle["prune_batch"] = {"batch": prune_batch.batch,
+                                 "task": f"{task.__module__}.{task.__qualname__}"}
     if policy.quantize == "int8":
         if calibration is None:
             raise ValueError("an int8 policy needs calibration inputs in the bundle")
@@ -100,11 +106,15 @@ def load_pruned(path: Path) -> LoadedModel:
     prune = bundle["prune"]
     settings = PruneSettings(prune["alignment"], prune["criterion"], tuple(prune["ignored"]))
     policy = Policy.from_dict(bundle["policy"])
-    shape = tuple(bundle["input_shape"])
-    x = torch.zeros(1, *shape)
+    example = bundle["example"]
     batch = bundle.get("prune_batch")
-    model = apply_policy(base, policy, groups, x, settings,
-                         calibration=tuple(batch) if batch is not None else None).model
+    calibration = None
+    if batch is not None:
+        from autoprune.instantiate import instantiate
+
+        calibration = Calibration(instantiate({"_target_": batch["task"]}, "the bundle's task"),
+                                  batch["batch"])
+    model = apply_policy(base, policy, groups, example, settings, calibration).model
     try:
         model.load_state_dict(bundle["state_dict"])
     except RuntimeError as exc:
@@ -114,10 +124,10 @@ def load_pruned(path: Path) -> LoadedModel:
     deployed = model
     if policy.quantize == "int8":
         deployed = quantize_int8(model, bundle["calibration"])
-    return LoadedModel(model, deployed, policy, shape)
+    return LoadedModel(model, deployed, policy, example)
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
+def export_onnx(model: nn.Module, example_input: Any, path: Path) -> None:
     """Export a float model to ONNX: the batch dimension dynamic, except for a gated model,
     which runs at the example's batch size only (see `strategies/dynamic.py`)."""
     from autoprune.pruning.strategies.dynamic import is_gated, onnx_static_batch
@@ -132,7 +142,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path) -> No
                                                            "logits": {0: "batch"}})
 
 
-def export_torchscript(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
+def export_torchscript(model: nn.Module, example_input: Any, path: Path) -> None:
     """Trace `model` (float or int8) to TorchScript."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
@@ -144,21 +154,35 @@ def export_torchscript(model: nn.Module, example_input: torch.Tensor, path: Path
 def onnx_outputs(path: Path, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """ONNX Runtime's outputs for `inputs`, in batches (one example at a time for a file
     whose batch size is fixed)."""
-    import onnxruntime as ort
+    return OnnxRunner(path, batch_size)(inputs)
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    spec = session.get_inputs()[0]
-    if isinstance(spec.shape[0], int):
-        batch_size = spec.shape[0]
-    outputs = [session.run(None, {spec.name: inputs[start:start + batch_size].numpy()})[0]
-               for start in range(0, len(inputs), batch_size)]
-    return torch.from_numpy(np.concatenate(outputs))
+
+class OnnxRunner:
+    """An ONNX file run by ONNX Runtime, called like the model it was exported from (one
+    tensor input, the first output returned as a tensor), in batches of `batch_size` (one
+    example at a time for a file whose batch size is fixed)."""
+
+    def __init__(self, path: Path, batch_size: int = 256) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+        fixed = self.input.shape[0]
+        self.batch_size = fixed if isinstance(fixed, int) else batch_size
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        step = self.batch_size
+        outputs = [self.session.run(None, {self.input.name: inputs[i:i + step].numpy()})[0]
+                   for i in range(0, len(inputs), step)]
+        return torch.from_numpy(np.concatenate(outputs))
 
 
 def onnx_difference(path: Path, model: nn.Module, inputs: torch.Tensor) -> float:
     """Largest absolute difference between ONNX Runtime's outputs for `inputs` and PyTorch's."""
+    from autoprune.tasks import model_output
+
     with torch.no_grad():
-        torch_out = model.eval()(inputs)
+        torch_out = model_output(model.eval()(inputs))
     return float((onnx_outputs(path, inputs) - torch_out).abs().max())
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from autoprune.config import Settings
 from autoprune.errors import UserError
 from autoprune.hardware import calibrate as cal
@@ -23,7 +25,10 @@ def run(settings: Settings, output_dir: str) -> None:
     if not measurable:
         raise UserError(f"calibrate measures on this machine, and hardware={profile.name} "
                         f"cannot be measured here: {why_not}")
-    shape = (settings.data.in_channels, settings.data.resolution, settings.data.resolution)
+    # The zoo's image models, at the data's image size where it has one.
+    shape = (settings.data.in_channels or 1, settings.data.resolution or 16,
+             settings.data.resolution or 16)
+    example = torch.zeros(1, *shape)
     started = time.monotonic()
     models = [(name, m) for name in cal.ZOO
               for m in cal.pruned_variants(name, VARIANTS, SEED, profile.alignment, shape)]
@@ -33,14 +38,14 @@ def run(settings: Settings, output_dir: str) -> None:
 
     def measure(model):  # noqa: ANN001, ANN202
         nonlocal device
-        latency = measure_latency(model, shape, profile)
+        latency = measure_latency(model, example, profile)
         device = latency.device
         return latency
 
     def progress(done: int, total: int, name: str, ms: float) -> None:
         print(f"[{done:3d}/{total}] {name:<10} {ms:.4f} ms", flush=True)
 
-    samples = cal.collect(models, profile, shape, measure, progress=progress)
+    samples = cal.collect(models, profile, example, measure, progress=progress)
     before = cal.errors(samples, profile.roofline, profile.precision)
     fitted = cal.fit(samples, profile.roofline, profile.precision)
     after = cal.errors(samples, fitted, profile.precision)

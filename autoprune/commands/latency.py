@@ -26,10 +26,12 @@ def describe(latency: Latency, blocks: str = "") -> str:
 
 def run(settings: Settings, output_dir: str) -> None:
     """Print the model's size and its latency on `settings.hardware`."""
+    from autoprune import specs
     from autoprune.hardware.calibrate import calibrated
+    from autoprune.hardware.latency import input_signature
 
     profile, calibration = calibrated(settings.hardware, settings.cache_dir)
-    shape = (settings.data.in_channels, settings.data.resolution, settings.data.resolution)
+    example = specs.workload(settings).example()
     torch.manual_seed(settings.seed)
     model = build_model(settings.model).eval()
     if settings.model.checkpoint:
@@ -39,15 +41,16 @@ def run(settings: Settings, output_dir: str) -> None:
         raise UserError(f"hardware={profile.name} cannot be measured here: {why_not}"
                         + ("; hardware.mode=predict uses its latency model"
                            if profile.roofline is not None else ""))
-    stats = model_stats(model, torch.zeros(1, *shape))
+    stats = model_stats(model, example)
     print(f"{settings.model.name}: {stats['params']:,.0f} parameters, {stats['macs'] / 1e6:.2f} M "
-          f"MACs per example, input {shape}, batch {profile.batch_size}, {profile.precision}")
+          f"MACs per example, input {input_signature(example)}, batch {profile.batch_size}, "
+          f"{profile.precision}")
     if measurable:
         m = profile.measure
-        latency = settled_latency(MeasuredLatency(profile, shape), model)
+        latency = settled_latency(MeasuredLatency(profile, example), model)
         print(describe(latency, f" of {m.repeats} blocks of {m.number} runs, "
                                 f"{profile.threads} thread(s)"), flush=True)
     else:
         print(f"measured  -  ({why_not})")
     if profile.roofline is not None:
-        print(f"{describe(predict_latency(model, shape, profile))}; {calibration}")
+        print(f"{describe(predict_latency(model, example, profile))}; {calibration}")

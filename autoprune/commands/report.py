@@ -15,10 +15,27 @@ from autoprune.errors import UserError
 from autoprune.pruning import Policy
 from autoprune.search.pareto import front_records
 from autoprune.search.records import TrialRecord
+from autoprune.search.reference import Reference
+from autoprune.tasks import MAXIMIZE, Objective
 
 SUMMARY = "print a finished study's Pareto front and write it as markdown with its plots"
-METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv", "speedup", "params",
-           "nonzero_params", "sparsity", "macs", "size_mb", "epochs")
+
+
+def study_objective(study: Any) -> Objective:
+    """The study's primary metric and direction, from its tags (accuracy for studies that
+    predate them)."""
+    tags = study.data.tags
+    return Objective(tags.get("objective_metric", "accuracy"),
+                     tags.get("objective_direction", MAXIMIZE))
+
+
+def study_reference(study: Any) -> Reference:
+    """The study's base-model numbers, from its metrics."""
+    objective = study_objective(study)
+    m, name = study.data.metrics, objective.metric
+    nan = float("nan")
+    return Reference(objective, m.get(f"base_{name}", nan), m.get("base_latency_ms", nan),
+                     m.get(f"base_test_{name}", nan), m.get(f"base_{name}_finetuned"))
 
 
 def find_study(client: Any, experiment: str, run: str | None) -> Any:
@@ -47,7 +64,8 @@ def find_study(client: Any, experiment: str, run: str | None) -> Any:
 
 
 def study_records(client: Any, study: Any) -> tuple[list[TrialRecord], dict[int, float]]:
-    """The study's trials as TrialRecords (in trial order) and the front's test accuracies."""
+    """The study's trials as TrialRecords (in trial order) and the front's test scores."""
+    test_key = f"test_{study_objective(study).metric}"
     trials = client.search_runs([study.info.experiment_id],
                                 f"tags.mlflow.parentRunId = '{study.info.run_id}'",
                                 max_results=50000)
@@ -62,35 +80,43 @@ def study_records(client: Any, study: Any) -> tuple[list[TrialRecord], dict[int,
             summary = ""
         records.append(TrialRecord(
             number, params, tags.get("state", "failed"),
-            {k: metrics[k] for k in METRICS if k in metrics},
+            {k: v for k, v in metrics.items() if not k.startswith(("test_", "val_full_"))},
             latency_source=tags.get("latency_source", ""), summary=summary,
             error=tags.get("error", ""), pareto=tags.get("pareto") == "true",
             feasible=tags.get("feasible", "true") == "true", run_id=t.info.run_id))
-        if "test_accuracy" in metrics:
-            test[number] = metrics["test_accuracy"]
+        if test_key in metrics:
+            test[number] = metrics[test_key]
     records.sort(key=lambda r: r.number)
     return records, test
 
 
 def markdown(study: Any, front: list[TrialRecord], test: dict[int, float],
              records: list[TrialRecord]) -> str:
+    base = study_reference(study)
+    objective, fmt = base.objective, base.objective.format
     m, tags = study.data.metrics, study.data.tags
+    better = "higher" if objective.maximize else "lower"
     lines = [f"# {tags.get('study', study.info.run_id)}\n",
              f"MLflow run `{study.info.run_id}`; hardware `{tags.get('hardware', '?')}`, latency "
              f"{tags.get('latency_source', '?')}; {sum(r.state == 'complete' for r in records)} "
              f"completed, {sum(r.state == 'failed' for r in records)} failed, "
-             f"{sum(r.state == 'stopped' for r in records)} stopped early.\n",
+             f"{sum(r.state == 'stopped' for r in records)} stopped early. Metric: "
+             f"{objective.metric} ({better} is better).\n",
              "![Pareto front](pareto_front.png)\n",
-             "| trial | val acc (%) | test acc (%) | latency (ms) | speedup | params | policy |",
+             f"| trial | val {objective.metric} | test {objective.metric} | latency (ms) | "
+             "speedup | params | policy |",
              "|---|---|---|---|---|---|---|",
-             f"| base | {100 * m.get('base_accuracy', float('nan')):.2f} | "
-             f"{100 * m.get('base_test_accuracy', float('nan')):.2f} | "
-             f"{m.get('base_latency_ms', float('nan')):.3f} | 1.00x | "
-             f"{m.get('base_params', float('nan')):,.0f} | unpruned |"]
+             f"| base | {fmt(base.metric)} | {fmt(base.test_metric)} | "
+             f"{base.latency_ms:.3f} | 1.00x | {m.get('base_params', float('nan')):,.0f} | "
+             "unpruned |"]
+    if base.finetuned is not None:
+        lines.append(f"| base | {fmt(base.finetuned)} | - | {base.latency_ms:.3f} | 1.00x | "
+                     f"{m.get('base_params', float('nan')):,.0f} | unpruned, fine-tuned like "
+                     "a trial |")
     for r in front:
         t = test.get(r.number)
-        lines.append(f"| {r.number} | {100 * r.metrics['accuracy']:.2f} | "
-                     f"{'-' if t is None else f'{100 * t:.2f}'} | "
+        lines.append(f"| {r.number} | {fmt(r.metrics[objective.metric])} | "
+                     f"{'-' if t is None else fmt(t)} | "
                      f"{r.metrics['latency_ms']:.3f} | {r.metrics.get('speedup', 0):.2f}x | "
                      f"{r.metrics.get('params', 0):,.0f} | {r.summary} |")
     return "\n".join(lines) + "\n"
@@ -108,10 +134,8 @@ def run(settings: Settings, output_dir: str) -> None:
     client = MlflowClient(tracking_uri=settings.tracking.uri)
     study = find_study(client, settings.tracking.experiment, settings.raw.get("run"))
     records, test = study_records(client, study)
-    front = front_records(records)
-    m = study.data.metrics
-    base = (m.get("base_accuracy", float("nan")), m.get("base_latency_ms", float("nan")),
-            m.get("base_test_accuracy", float("nan")))
+    base = study_reference(study)
+    front = front_records(records, base.objective)
     name = study.data.tags.get("study", study.info.run_id)
     folder = Path(str(settings.raw.get("report_dir", "reports"))) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -120,8 +144,8 @@ def run(settings: Settings, output_dir: str) -> None:
     if front:
         print(front_table(front, test, base))
         title = f"{name}: {study.data.tags.get('hardware', '')}"
-        plot_front_png(records, front, base[:2], title, folder / "pareto_front.png")
-        plot_front_html(records, front, base[:2], title, folder / "pareto_front.html")
-        write_front_csv(front, test, folder / "pareto_front.csv")
+        plot_front_png(records, front, base, title, folder / "pareto_front.png")
+        plot_front_html(records, front, base, title, folder / "pareto_front.html")
+        write_front_csv(front, test, folder / "pareto_front.csv", base.objective)
     (folder / "report.md").write_text(markdown(study, front, test, records))
     print(f"written: {folder / 'report.md'} and the plots beside it")

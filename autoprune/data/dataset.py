@@ -1,62 +1,68 @@
-"""Any map-style torch Dataset, built by an importable factory (`data._target_`).
+"""A user's own torch Datasets: `data.train._target_` (and optionally `data.val._target_`,
+`data.test._target_`), built with Hydra's instantiate, so a dataset with a nested transform
+(`transform._target_: torchvision.transforms.Compose`, ...) is written in YAML.
 
-The dataset is read once, item by item, into tensors and then split like every other source:
-the splits travel to Ray workers as plain tensors. Items are (input, label) pairs; inputs of
-shape (C, H, W) or (H, W) as tensors or arrays, labels as integers.
+Items are read lazily by the DataLoaders, never all at once: a split missing from the config
+is carved from the training set by a seeded random choice of indices, and the checks here
+read only a few items.
 """
 
 from __future__ import annotations
 
-import importlib
+import hashlib
 
-import numpy as np
-import torch
+from torch.utils.data import Dataset
 
 from autoprune.config import DataConfig
-from autoprune.data.arrays import checked_arrays
+from autoprune.data.splits import DataSplits, carve
 from autoprune.errors import UserError
+from autoprune.instantiate import instantiate
+
+SPLITS = ("train", "val", "test")
 
 
-def _factory(target: str):
-    module_name, _, attr = target.rpartition(".")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise UserError(f"data._target_ {target!r} cannot be imported ({exc})") from exc
-    if not callable(factory):
-        raise UserError(f"data._target_ {target!r} is not callable")
-    return factory
-
-
-def load_dataset(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Return x (N, C, H, W) float32 and y (N,) int64 from the configured Dataset factory."""
-    if not cfg.target:
-        raise UserError("data=dataset needs data._target_=<pkg.module.factory> returning a "
-                        "map-style torch Dataset")
-    try:
-        dataset = _factory(cfg.target)(**cfg.args)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(f"data._target_ {cfg.target} could not be built: {exc}") from exc
+def _build(cfg: DataConfig, split: str) -> Dataset | None:
+    node = getattr(cfg, split)
+    if node is None:
+        return None
+    if not isinstance(node, dict) or "_target_" not in node:
+        raise UserError(f"data.{split} must be a mapping with _target_ (a Dataset class or "
+                        f"factory), got {node!r}")
+    dataset = instantiate(node, f"data.{split}")
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-        raise UserError(f"data._target_ {cfg.target} returned {type(dataset).__name__}, "
-                        "not a map-style Dataset (with __len__ and __getitem__)")
-    if len(dataset) < 10:
-        raise UserError(f"data._target_ {cfg.target} has {len(dataset)} items; "
-                        "at least 10 are needed to split it")
-    inputs, labels = [], []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise UserError(f"data._target_ {cfg.target}: item {index} is not an "
-                            "(input, label) pair")
-        inputs.append(torch.as_tensor(np.asarray(item[0]), dtype=torch.float32))
-        labels.append(int(item[1]))
-    shapes = {tuple(t.shape) for t in inputs}
-    if len(shapes) != 1:
-        raise UserError(f"data._target_ {cfg.target}: inputs have different shapes "
-                        f"{sorted(shapes)[:3]}")
-    x = torch.stack(inputs).numpy()
-    return checked_arrays(x, np.asarray(labels, dtype=np.int64), cfg,
-                          f"data._target_ {cfg.target}")
+        raise UserError(f"data.{split}._target_ {node['_target_']} returned "
+                        f"{type(dataset).__name__}, not a map-style Dataset (with __len__ and "
+                        "__getitem__)")
+    if len(dataset) < 2:
+        raise UserError(f"data.{split}._target_ {node['_target_']} has {len(dataset)} items")
+    return dataset
+
+
+def fingerprint(cfg: DataConfig, train: Dataset) -> str:
+    """What identifies the training data without reading it: its config and its size (items
+    are not read, since random augmentations make them differ on every read)."""
+    key = repr((cfg.train, cfg.val, cfg.test, cfg.split_seed, cfg.val_fraction,
+                cfg.test_fraction, len(train)))  # type: ignore[arg-type]
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def load_dataset(cfg: DataConfig) -> DataSplits:
+    """The user's splits; raises UserError naming the key when one cannot be built or read."""
+    if cfg.train is None:
+        raise UserError("data=dataset needs data.train._target_=<pkg.module.Dataset> (and "
+                        "optionally data.val._target_ and data.test._target_)")
+    train, val, test = (_build(cfg, split) for split in SPLITS)
+    for split, dataset in zip(SPLITS, (train, val, test), strict=True):
+        if dataset is not None:
+            try:
+                dataset[0]
+            except Exception as exc:
+                raise UserError(f"data.{split}: reading item 0 failed: {type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}") from exc
+    if test is None:
+        train, test = carve(train, cfg.test_fraction, cfg.split_seed)
+    if val is None:
+        share = cfg.val_fraction / (1.0 - cfg.test_fraction) if cfg.test is None \
+            else cfg.val_fraction
+        train, val = carve(train, share, cfg.split_seed + 1)
+    return DataSplits(train, val, test, fingerprint(cfg, train))

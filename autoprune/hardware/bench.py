@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -117,10 +117,9 @@ class TrainingGuard:
 class Bench:
     """Measures latency on the node it runs on; identical architectures once."""
 
-    def __init__(self, profile: HardwareProfile, input_shape: Sequence[int],
-                 gate: str | None) -> None:
+    def __init__(self, profile: HardwareProfile, example: Any, gate: str | None) -> None:
         self.profile = profile
-        self.input_shape = tuple(input_shape)
+        self.example = example
         # The gate by name: an actor handle among the arguments would keep a restarted bench
         # from finding its arguments again.
         self.gate = ray.get_actor(gate) if gate is not None else None
@@ -137,7 +136,7 @@ class Bench:
 
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
-        key = timing_key(model, self.profile, self.input_shape, int8_calibration is not None)
+        key = timing_key(model, self.profile, self.example, int8_calibration is not None)
         if key in self.cache and not refresh:
             return self.cache[key]
         model = timed_model(model, int8_calibration)
@@ -145,7 +144,7 @@ class Bench:
                 self.gate.enter_measure.remote(self.generation)):
             raise RuntimeError("this bench was replaced by a restarted one")
         try:
-            result = measure_latency(model, self.input_shape, self.profile)
+            result = measure_latency(model, self.example, self.profile)
         finally:
             if self.gate is not None:
                 ray.get(self.gate.exit_measure.remote(self.generation))

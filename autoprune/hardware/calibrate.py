@@ -164,7 +164,7 @@ def errors(samples: Sequence[Sample], roofline: RooflineConfig,
 
 
 def collect(models: Sequence[tuple[str, nn.Module]], profile: HardwareProfile,
-            input_shape: Sequence[int], measure, passes: int = 2,  # noqa: ANN001
+            example: torch.Tensor, measure, passes: int = 2,  # noqa: ANN001
             progress=None) -> list[Sample]:  # noqa: ANN001
     """Record each model and measure it (`measure(model) -> Latency`) once per pass, all
     models in turn; its latency is the fastest pass. A shared machine can run at half speed
@@ -177,7 +177,7 @@ def collect(models: Sequence[tuple[str, nn.Module]], profile: HardwareProfile,
             times[index].append(measure(model).median_ms)
             if progress is not None:
                 progress(p * len(models) + index + 1, total, name, times[index][-1])
-    return [Sample(name, tuple(record_kernels(model, input_shape, profile)), min(runs),
+    return [Sample(name, tuple(record_kernels(model, example, profile)), min(runs),
                    tuple(runs)) for (name, model), runs in zip(models, times, strict=True)]
 
 

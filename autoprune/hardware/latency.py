@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -60,6 +61,46 @@ def settled_latency(backend: LatencyBackend, model: nn.Module) -> Latency:
         return first
     time.sleep(1.0)
     return backend.latency(model, refresh=True)
+
+
+def timing_input(example: Any, batch_size: int, random: bool = True) -> Any:
+    """Model inputs of `batch_size` examples shaped like `example` (one example's inputs):
+    floating tensors filled with seeded normal values (or zeros), integer tensors (token ids)
+    the example repeated; tuples and dicts of tensors alike."""
+    if isinstance(example, Mapping):
+        return {k: timing_input(v, batch_size, random) for k, v in example.items()}
+    if isinstance(example, (tuple, list)):
+        return type(example)(timing_input(v, batch_size, random) for v in example)
+    if not isinstance(example, torch.Tensor):
+        return example
+    shape = (batch_size, *example.shape[1:])
+    if not example.is_floating_point():
+        return example[:1].expand(shape).clone()
+    if not random:
+        return torch.zeros(shape, dtype=example.dtype)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(example.dtype)
+
+
+def input_signature(example: Any) -> str:
+    """Shapes and dtypes of one example's inputs (part of a timing's cache key)."""
+    if isinstance(example, Mapping):
+        return "{" + ",".join(f"{k}:{input_signature(v)}" for k, v in example.items()) + "}"
+    if isinstance(example, (tuple, list)):
+        return "(" + ",".join(input_signature(v) for v in example) + ")"
+    if isinstance(example, torch.Tensor):
+        return f"{tuple(example.shape[1:])}:{example.dtype}"
+    return repr(example)
+
+
+def cast_inputs(inputs: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """`inputs` on `device`, floating tensors in `dtype` (integer ones kept as they are)."""
+    if isinstance(inputs, Mapping):
+        return {k: cast_inputs(v, device, dtype) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(cast_inputs(v, device, dtype) for v in inputs)
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device, dtype=dtype if inputs.is_floating_point() else inputs.dtype)
+    return inputs
 
 
 def architecture_key(model: nn.Module, *extra: object) -> str:

@@ -6,13 +6,21 @@ import copy
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
-from autoprune.hardware.latency import Latency, architecture_key
+from autoprune.hardware.latency import (
+    Latency,
+    architecture_key,
+    cast_inputs,
+    input_signature,
+    timing_input,
+)
 from autoprune.pruning.quantize import is_quantized, quantize_int8
+from autoprune.tasks import call_model
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -36,7 +44,7 @@ def resolve_device(profile: HardwareProfile) -> torch.device:
     return torch.device(profile.device)
 
 
-def _torch_runner(model: nn.Module, input_shape: Sequence[int], profile: HardwareProfile,
+def _torch_runner(model: nn.Module, example: Any, profile: HardwareProfile,
                   device: torch.device) -> tuple[Callable[[], object], str, Callable[[], object]]:
     """PyTorch eager on `device` in the profile's precision: (run one batch, device, sync)."""
     dtype = DTYPES.get(profile.precision, torch.float32) if device.type == "cuda" else torch.float32
@@ -46,15 +54,14 @@ def _torch_runner(model: nn.Module, input_shape: Sequence[int], profile: Hardwar
         dtype = torch.float32
     else:
         model = model.to(device=device, dtype=dtype)
-    x = torch.randn(profile.batch_size, *input_shape, device=device, dtype=dtype)
+    x = cast_inputs(timing_input(example, profile.batch_size), device, dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return (lambda: model(x)), name, sync
+    return (lambda: call_model(model, x)), name, sync
 
 
 @torch.inference_mode()
-def measure_latency(model: nn.Module, input_shape: Sequence[int],
-                    profile: HardwareProfile) -> Latency:
+def measure_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:
     """Time `model` on this machine as `profile` says: blocked runs, median of blocks.
 
     Threads are fixed to `profile.threads` for the measurement and restored afterwards. A
@@ -65,17 +72,17 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
     device = resolve_device(profile)
     model = copy.deepcopy(model).eval()
     if profile.backend == "tensorrt":
-        return _tensorrt_latency(model, input_shape, profile)
+        return _tensorrt_latency(model, example, profile)
     if profile.backend == "onnxruntime":
         if is_quantized(model):
             raise RuntimeError("int8 models from PyTorch quantisation are timed with the torch "
                                "backend only")
         from autoprune.hardware.onnxrt import ort_runner
 
-        run, name = ort_runner(model, input_shape, profile)
+        run, name = ort_runner(model, example, profile)
         sync: Callable[[], object] = lambda: None  # noqa: E731 - session.run returns when done
     else:
-        run, name, sync = _torch_runner(model, input_shape, profile, device)
+        run, name, sync = _torch_runner(model, example, profile, device)
     threads = torch.get_num_threads()
     torch.set_num_threads(profile.threads)
     try:
@@ -110,8 +117,7 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int],
                    cv=_robust_cv(best), source="measured", device=name)
 
 
-def _tensorrt_latency(model: nn.Module, input_shape: Sequence[int],
-                      profile: HardwareProfile) -> Latency:
+def _tensorrt_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:
     """trtexec's timings as blocks; a run whose spread is too wide is repeated, the fastest
     kept, as for the other backends."""
     from autoprune.hardware.tensorrt import trtexec_blocks
@@ -122,7 +128,7 @@ def _tensorrt_latency(model: nn.Module, input_shape: Sequence[int],
     best: list[float] | None = None
     name = ""
     for _attempt in range(profile.measure.retries + 1):
-        blocks, name = trtexec_blocks(model, input_shape, profile)
+        blocks, name = trtexec_blocks(model, example, profile)
         if best is None or statistics.median(blocks) < statistics.median(best):
             best = blocks
         if _robust_cv(best) <= profile.measure.max_cv:
@@ -149,11 +155,11 @@ def measurable_here(profile: HardwareProfile) -> tuple[bool, str]:
     return True, ""
 
 
-def timing_key(model: nn.Module, profile: HardwareProfile, input_shape: Sequence[int],
-               int8: bool) -> str:
-    """Cache key of one measurement: the float architecture, the profile's settings, int8."""
+def timing_key(model: nn.Module, profile: HardwareProfile, example: Any, int8: bool) -> str:
+    """Cache key of one measurement: the float architecture, the profile's settings, the
+    inputs' shapes, int8."""
     return architecture_key(model, profile.name, profile.backend, profile.batch_size,
-                            profile.precision, tuple(input_shape), "int8" if int8 else "")
+                            profile.precision, input_signature(example), "int8" if int8 else "")
 
 
 def timed_model(model: nn.Module, int8_calibration: torch.Tensor | None) -> nn.Module:
@@ -168,16 +174,16 @@ class MeasuredLatency:
 
     source = "measured"
 
-    def __init__(self, profile: HardwareProfile, input_shape: Sequence[int]) -> None:
+    def __init__(self, profile: HardwareProfile, example: Any) -> None:
         self.profile = profile
-        self.input_shape = tuple(input_shape)
+        self.example = example
         self._cache: dict[str, Latency] = {}
 
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
-        key = timing_key(model, self.profile, self.input_shape, int8_calibration is not None)
+        key = timing_key(model, self.profile, self.example, int8_calibration is not None)
         if key not in self._cache or refresh:
-            result = measure_latency(timed_model(model, int8_calibration), self.input_shape,
+            result = measure_latency(timed_model(model, int8_calibration), self.example,
                                      self.profile)
             if key in self._cache:  # interference only adds time: keep the faster
                 result = min(result, self._cache[key], key=lambda lat: lat.median_ms)

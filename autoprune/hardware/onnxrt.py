@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.hardware.latency import timing_input
 from autoprune.pruning.strategies.dynamic import onnx_static_batch
 
 
-def ort_runner(model: nn.Module, input_shape: Sequence[int],
+def ort_runner(model: nn.Module, example: Any,
                profile: HardwareProfile) -> tuple[Callable[[], object], str]:
     """A no-argument callable that runs one batch through ONNX Runtime, and the device name.
 
@@ -27,7 +29,7 @@ def ort_runner(model: nn.Module, input_shape: Sequence[int],
     """
     import onnxruntime as ort
 
-    x = torch.randn(profile.batch_size, *input_shape)
+    x = timing_input(example, profile.batch_size)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), onnx_static_batch():
         warnings.simplefilter("ignore")

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from autoprune.config import HardwareProfile, RooflineConfig
-from autoprune.hardware.latency import Latency
+from autoprune.hardware.latency import Latency, timing_input
+from autoprune.tasks import call_model
 
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 aten = torch.ops.aten
@@ -111,15 +112,14 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def record_kernels(model: nn.Module, input_shape: Sequence[int],
-                   profile: HardwareProfile) -> list[Kernel]:
+def record_kernels(model: nn.Module, example: Any, profile: HardwareProfile) -> list[Kernel]:
     """Return the kernels one forward pass of `model` runs at the profile's batch size."""
     recorder = _Recorder(profile.alignment, BYTES[profile.precision])
-    x = torch.zeros(profile.batch_size, *input_shape)
+    x = timing_input(example, profile.batch_size, random=False)
     with torch.inference_mode():
-        model.eval()(x)  # one pass first: what a layer prepares once (gated layers fold
-        with recorder:   # their BatchNorm) is not part of every pass
-            model(x)
+        call_model(model.eval(), x)  # one pass first: what a layer prepares once (gated
+        with recorder:               # layers fold their BatchNorm) is not part of every pass
+            call_model(model, x)
     return recorder.kernels
 
 
@@ -135,14 +135,13 @@ def kernel_time_ms(kernel: Kernel, roof: RooflineConfig, precision: str) -> floa
     return (max(compute, kernel.bytes / bandwidth) * 1e6 + roof.kernel_overhead_us) / 1e3
 
 
-def predict_latency(model: nn.Module, input_shape: Sequence[int],
-                    profile: HardwareProfile) -> Latency:
+def predict_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:
     """Return the roofline prediction of `model`'s latency on `profile` (source "predicted")."""
     roof = profile.roofline
     if roof is None:
         raise ValueError(f"hardware={profile.name} has no latency model (roofline)")
     ms = sum(kernel_time_ms(k, roof, profile.precision)
-             for k in record_kernels(model, input_shape, profile))
+             for k in record_kernels(model, example, profile))
     return Latency(median_ms=ms, p90_ms=ms, cv=0.0, source="predicted",
                    device=profile.description)
 
@@ -152,13 +151,13 @@ class PredictedLatency:
 
     source = "predicted"
 
-    def __init__(self, profile: HardwareProfile, input_shape: Sequence[int]) -> None:
+    def __init__(self, profile: HardwareProfile, example: Any) -> None:
         self.profile = profile
-        self.input_shape = tuple(input_shape)
+        self.example = example
 
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
         profile = self.profile
         if int8_calibration is not None:
             profile = dataclasses.replace(profile, precision="int8")
-        return predict_latency(model, self.input_shape, profile)
+        return predict_latency(model, self.example, profile)

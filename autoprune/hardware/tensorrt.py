@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.hardware.latency import timing_input
 from autoprune.pruning.strategies.dynamic import onnx_static_batch
 
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -39,7 +40,8 @@ def find_trtexec() -> str | None:
 
 def trtexec_command(trtexec: str, onnx: Path, times: Path, input_shape: Sequence[int],
                     profile: HardwareProfile) -> list[str]:
-    """The `trtexec` invocation that builds and times the engine as the profile says."""
+    """The `trtexec` invocation that builds and times the engine as the profile says;
+    `input_shape` is one example's (without the batch dimension)."""
     m = profile.measure
     shape = "x".join(str(d) for d in (profile.batch_size, *input_shape))
     return [trtexec, f"--onnx={onnx}", f"--shapes=input:{shape}",
@@ -57,14 +59,15 @@ def block_times(records: Sequence[dict], number: int) -> list[float]:
             for i in range(0, len(samples) - number + 1, number)]
 
 
-def trtexec_blocks(model: nn.Module, input_shape: Sequence[int],
+def trtexec_blocks(model: nn.Module, example: torch.Tensor,
                    profile: HardwareProfile) -> tuple[list[float], str]:
     """Build and time `model` with trtexec; returns block times (ms) and the device name."""
     trtexec = find_trtexec()
     if trtexec is None:
         raise RuntimeError("hardware.backend=tensorrt needs TensorRT's trtexec on PATH or at "
                            f"{JETPACK_TRTEXEC} on the node that measures")
-    x = torch.randn(profile.batch_size, *input_shape)
+    x = timing_input(example, profile.batch_size)
+    input_shape = tuple(example.shape[1:])
     with tempfile.TemporaryDirectory() as folder:
         onnx, times = Path(folder) / "model.onnx", Path(folder) / "times.json"
         with warnings.catch_warnings(), onnx_static_batch():

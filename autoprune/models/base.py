@@ -1,4 +1,5 @@
-"""The unpruned base model: loaded from a checkpoint, or trained once and cached."""
+"""The unpruned base model: loaded from a checkpoint, taken as the factory gives it
+(`model.pretrained`), or trained once and cached."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from autoprune.config import DataConfig, FinetuneConfig, ModelConfig
-from autoprune.data.splits import DataSplits
+from autoprune.config import DataConfig, ModelConfig
 from autoprune.errors import TrialFailed, UserError
 from autoprune.models import build_model
-from autoprune.training import TrainSpec, train
+from autoprune.training import OnStep, TrainSpec, train
+from autoprune.workload import Workload
 
 
 @dataclass
@@ -26,25 +27,24 @@ class BaseModel:
     """The model every trial prunes a copy of, and where it came from."""
 
     model: nn.Module
-    source: str  # "checkpoint", "cache" or "trained"
+    source: str  # "checkpoint", "pretrained", "cache" or "trained"
     path: str
 
 
-def cache_key(model: ModelConfig, data: DataConfig, spec: TrainSpec,
-              splits: DataSplits | None = None) -> str:
+def cache_key(model: ModelConfig, data: DataConfig, spec: TrainSpec, task: str,
+              fingerprint: str = "", batch_size: int = 64) -> str:
     """Return a short hash naming the base model that this config would train.
 
-    With `splits`, the training tensors themselves are hashed too, so a user's data file
-    that changes under the same path never reuses a model trained on the old contents.
+    `fingerprint` identifies the training data itself (see DataSplits), so that a user's data
+    file that changes under the same path never reuses a model trained on the old contents.
+    Loader settings that do not change the result (worker processes, pinned memory) are left
+    out.
     """
-    content = ""
-    if splits is not None:
-        digest = hashlib.sha256(splits.x_train.numpy().tobytes())
-        digest.update(splits.y_train.numpy().tobytes())
-        content = digest.hexdigest()
+    data_key = {k: v for k, v in asdict(data).items() if k not in ("num_workers", "pin_memory")}
     payload = json.dumps(
-        {"model": {"target": model.target, "kwargs": model.kwargs}, "data": asdict(data),
-         "content": content, "train": asdict(spec), "torch": torch.__version__.split("+")[0]},
+        {"model": {"target": model.target, "kwargs": model.kwargs}, "data": data_key,
+         "task": task, "content": fingerprint, "train": asdict(spec), "batch": batch_size,
+         "torch": torch.__version__.split("+")[0]},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -116,30 +116,34 @@ def save_atomic(state: dict, path: Path) -> None:
 def prepare_base_model(
     model_cfg: ModelConfig,
     data_cfg: DataConfig,
-    finetune: FinetuneConfig,
-    data: DataSplits,
-    seed: int,
+    spec: TrainSpec,
+    workload: Workload,
     cache_dir: str,
     announce: Callable[[str], None] = print,
+    on_step: OnStep | None = None,
 ) -> BaseModel:
-    """Return the base model: from model.checkpoint, from the cache, or trained now and cached."""
+    """Return the base model (in eval mode, on the CPU): from model.checkpoint, as the factory
+    built it (model.pretrained), from the cache, or trained now by `spec` and cached
+    (`on_step(step, loss)` follows the training)."""
     model = build_model(model_cfg)
     if model_cfg.checkpoint:
         load_checkpoint(model, model_cfg.checkpoint)
         return BaseModel(model.eval(), "checkpoint", str(model_cfg.checkpoint))
-    spec = TrainSpec(epochs=finetune.base_epochs, lr=finetune.base_lr,
-                     batch_size=finetune.batch_size, momentum=finetune.momentum,
-                     weight_decay=finetune.weight_decay, seed=seed)
-    key = cache_key(model_cfg, data_cfg, spec, data)
+    if model_cfg.pretrained:
+        return BaseModel(model.eval(), "pretrained", model_cfg.target)
+    task = type(workload.task)
+    key = cache_key(model_cfg, data_cfg, spec, f"{task.__module__}.{task.__qualname__}",
+                    workload.data.fingerprint, workload.loading.batch_size)
     path = Path(cache_dir).expanduser() / "base" / f"{model_cfg.name}-{key}.pt"
     if path.is_file():
         load_checkpoint(model, str(path))
         return BaseModel(model.eval(), "cache", str(path))
-    announce(f"training the base model ({spec.epochs} epochs), cached as {path}")
-    torch.manual_seed(seed)
+    announce(f"training the base model ({spec.steps} steps), cached as {path}")
+    torch.manual_seed(spec.seed)
     model = build_model(model_cfg)
     try:
-        train(model, data.x_train, data.y_train, spec)
+        train(model, workload, spec, on_step=on_step)
+        model.cpu()
     except TrialFailed as exc:
         raise UserError(f"training the base model failed: {exc}; "
                         "lower finetune.base_lr or pass model.checkpoint") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -34,21 +35,36 @@ class PruneSettings:
     ignored: tuple[str, ...] = ()
 
 
-def _gradients(model: nn.Module, calibration: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+@dataclass(frozen=True)
+class Calibration:
+    """A fixed training batch and the task that scores it: what gradient-based criteria
+    (taylor) take their gradients from."""
+
+    task: Any  # autoprune.tasks.Task
+    batch: Any
+
+    def backward(self, model: nn.Module) -> None:
+        """Fill `model`'s gradients with those of the task's loss on the batch."""
+        from autoprune.tasks import call_model
+
+        model.zero_grad(set_to_none=True)
+        output = self.task.output(call_model(model, self.task.inputs(self.batch)))
+        self.task.loss(output, self.batch).backward()
+
+
+def _gradients(model: nn.Module, calibration: Calibration | None) -> None:
     if calibration is None:
         raise UserError("the taylor criterion needs a calibration batch of training data")
-    model.zero_grad(set_to_none=True)
-    x, y = calibration
-    nn.functional.cross_entropy(model(x), y).backward()
+    calibration.backward(model)
 
 
 def apply_policy(
     model: nn.Module,
     policy: Policy,
     groups: Sequence[PrunableGroup],
-    example_input: torch.Tensor,
+    example_input: Any,
     settings: PruneSettings = PruneSettings(),  # noqa: B008 - frozen, never mutated
-    calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    calibration: Calibration | None = None,
     fraction: float = 1.0,
     inplace: bool = False,
 ) -> PrunedModel:
@@ -57,8 +73,8 @@ def apply_policy(
     `fraction` < 1 is one step of an iterative schedule: ratios of strategies that ramp are
     scaled by it, the others wait for the last step (fraction 1). Graph strategies run first,
     then module surgery, then masks, so masks match the final shapes. Same model, policy and
-    groups give the same result, bit for bit. `calibration` (inputs, labels) is needed only by
-    gradient-based criteria.
+    groups give the same result, bit for bit. `calibration` is needed only by gradient-based
+    criteria.
     """
     known = {g.id: g for g in groups}
     unknown = sorted(set(policy.decisions) - set(known))
@@ -101,9 +117,10 @@ def check_groups(
     model: nn.Module,
     groups: Sequence[PrunableGroup],
     strategies: Sequence[str],
-    example_input: torch.Tensor,
+    example_input: Any,
     settings: PruneSettings = PruneSettings(),  # noqa: B008 - frozen, never mutated
     ratios: Sequence[float] = (0.5,),
+    calibration: Calibration | None = None,
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
     """Which of `strategies` each group can take without breaking the model.
 
@@ -112,10 +129,11 @@ def check_groups(
     outputs of the original shape. Code that hard-codes a channel count (a `view` to a fixed
     width, say) breaks here, and that choice is removed with the reason, instead of producing a
     broken model in some trial later. Returns ({group id: usable strategies}, {"group/strategy":
-    reason}); groups with no usable strategy are left out of the first.
+    reason}); groups with no usable strategy are left out of the first. `calibration` is
+    needed only by gradient-based criteria.
     """
     with torch.no_grad():
-        expected = model.eval()(example_input).shape
+        expected = _output(model.eval(), example_input).shape
     allowed: dict[str, tuple[str, ...]] = {}
     rejected: dict[str, str] = {}
     for group in groups:
@@ -128,7 +146,8 @@ def check_groups(
                 tried = [strategy.fixed_ratio] if strategy.fixed_ratio is not None else ratios
                 reason = next(filter(None, (
                     _breaks(model, group, groups, strategy.name, ratio, example_input,
-                            expected, settings) for ratio in tried if ratio > 0)), "")
+                            expected, settings, calibration) for ratio in tried if ratio > 0)),
+                    "")
                 if reason:
                     rejected[f"{group.id}/{name}"] = reason
                     continue
@@ -138,16 +157,21 @@ def check_groups(
     return allowed, rejected
 
 
+def _output(model: nn.Module, inputs: Any) -> torch.Tensor:
+    from autoprune.tasks import call_model, model_output
+
+    return model_output(call_model(model, inputs))
+
+
 def _breaks(model: nn.Module, group: PrunableGroup, groups: Sequence[PrunableGroup],
-            strategy: str, ratio: float, example_input: torch.Tensor, expected: torch.Size,
-            settings: PruneSettings) -> str:
+            strategy: str, ratio: float, example_input: Any, expected: torch.Size,
+            settings: PruneSettings, calibration: Calibration | None) -> str:
     """Why pruning `group` alone with `strategy` breaks the model, or "" when it does not."""
     policy = Policy({group.id: Decision(strategy, ratio)})
-    calibration = (example_input, torch.zeros(len(example_input), dtype=torch.long))
     try:
         pruned = apply_policy(model, policy, groups, example_input, settings, calibration).model
         with torch.no_grad():
-            shape = pruned(example_input).shape
+            shape = _output(pruned, example_input).shape
         if shape != expected:
             raise ValueError(f"output shape changed from {tuple(expected)} to {tuple(shape)}")
     except Exception as exc:  # any failure means this choice is unsafe
@@ -156,7 +180,7 @@ def _breaks(model: nn.Module, group: PrunableGroup, groups: Sequence[PrunableGro
     return ""
 
 
-def model_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, float]:
+def model_stats(model: nn.Module, example_input: Any) -> dict[str, float]:
     """Return params, nonzero params, sparsity, MACs and dense size in MB of a float model.
 
     MACs are those of one inference pass: for a gated model, of the channels that run.

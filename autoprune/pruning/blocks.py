@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection
+from typing import Any
 
 import torch
 from torch import nn
 
+from autoprune.tasks import call_model
 
-def _single_calls(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple]:
+
+def _single_calls(model: nn.Module, example_input: Any) -> dict[str, tuple]:
     """Modules called exactly once with one tensor argument: name -> (input, output) shapes."""
     calls: dict[str, list] = {}
     handles = []
@@ -35,7 +38,7 @@ def _single_calls(model: nn.Module, example_input: torch.Tensor) -> dict[str, tu
         handles.append(module.register_forward_hook(hook, with_kwargs=True))
     try:
         with torch.no_grad():
-            model.eval()(example_input)
+            call_model(model.eval(), example_input)
     finally:
         for handle in handles:
             handle.remove()
@@ -56,7 +59,7 @@ def _passes_input_through(module: nn.Module, shape: tuple[int, ...]) -> bool:
     return isinstance(out, torch.Tensor) and out.shape == x.shape and torch.allclose(out, x)
 
 
-def find_blocks(model: nn.Module, example_input: torch.Tensor,
+def find_blocks(model: nn.Module, example_input: Any,
                 protected: Collection[str] = ()) -> list[str]:
     """Names of the innermost residual blocks of `model`, in module order.
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from autoprune.errors import UserError
+from autoprune.tasks import call_model
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -35,7 +37,7 @@ class PrunableGroup:
 KINDS = ("conv", "linear", "attention", "block")
 
 
-def output_layer(model: nn.Module, example_input: torch.Tensor) -> str | None:
+def output_layer(model: nn.Module, example_input: Any) -> str | None:
     """Return the name of the last Conv2d/Linear executed in a forward pass (the classifier)."""
     order: list[str] = []
     handles = [
@@ -44,7 +46,7 @@ def output_layer(model: nn.Module, example_input: torch.Tensor) -> str | None:
     ]
     try:
         with torch.no_grad():
-            model.eval()(example_input)
+            call_model(model.eval(), example_input)
     finally:
         for h in handles:
             h.remove()
@@ -52,7 +54,7 @@ def output_layer(model: nn.Module, example_input: torch.Tensor) -> str | None:
 
 
 def build_graph(
-    model: nn.Module, example_input: torch.Tensor, ignored: Sequence[str] = ()
+    model: nn.Module, example_input: Any, ignored: Sequence[str] = ()
 ) -> tuple[tp.DependencyGraph, list[nn.Module]]:
     """Return the dependency graph of `model` and the layers it must never prune."""
     modules = dict(model.named_modules())
@@ -70,7 +72,7 @@ def build_graph(
 
 
 def find_groups(
-    model: nn.Module, example_input: torch.Tensor, ignored: Sequence[str] = ()
+    model: nn.Module, example_input: Any, ignored: Sequence[str] = ()
 ) -> list[PrunableGroup]:
     """Return the prunable groups of `model` in module order; its output layer is never pruned.
 

@@ -4,9 +4,10 @@ An episode walks the prunable groups in model order. At each group the agent see
 (position, kind, channels, kernel, stride, share of the MACs, share of the latency) and the
 episode so far (latency removed, latency still removable, previous ratio) and answers with a
 continuous ratio for the group's structured strategy. The trial prunes with those ratios and
-fine-tunes; its validation accuracy, less any overshoot of the budget, is the reward of every
-step of the episode (AMC's setting: one reward at the end, no discount, so the critic regresses
-the episode's reward directly and the actor climbs the critic).
+fine-tunes; its validation metric relative to the base model's (value / base when maximised,
+base / value when minimised: 1 when as good), less any overshoot of the budget, is the reward
+of every step of the episode (AMC's setting: one reward at the end, no discount, so the
+critic regresses the episode's reward directly and the actor climbs the critic).
 
 Beyond the paper, the agent is conditioned on a latency budget (a fraction of the base
 model's latency) drawn afresh for each episode from [budget_min, budget_max]: one search
@@ -42,6 +43,7 @@ from autoprune.pruning.groups import KINDS
 from autoprune.pruning.policy import RATIO_SUFFIX, STRATEGY_SUFFIX, UNPRUNED
 from autoprune.search.samplers import PlannedSampler
 from autoprune.search.space import SEED_PREFERENCE
+from autoprune.tasks import Objective, call_model
 
 AGENT_OPTIONS: dict[str, Any] = {
     "warmup_episodes": 8, "budget_min": 0.25, "budget_max": 0.9, "noise": 0.3,
@@ -127,7 +129,7 @@ class GroupFeatures:
         return b
 
 
-def _layer_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, int, int, float]]:
+def _layer_shapes(model: nn.Module, x: Any) -> dict[str, tuple[int, int, int, float]]:
     """Per Conv2d/Linear: (in channels, kernel size, stride, MACs) from one forward pass."""
     shapes: dict[str, tuple[int, int, int, float]] = {}
     hooks = []
@@ -143,7 +145,7 @@ def _layer_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, int
             hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model.eval()(x)
+            call_model(model.eval(), x)
     finally:
         for h in hooks:
             h.remove()
@@ -151,7 +153,7 @@ def _layer_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, int
 
 
 def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
-                   choices: Mapping[str, Sequence[str]], ratio_max: float, x: torch.Tensor,
+                   choices: Mapping[str, Sequence[str]], ratio_max: float, x: Any,
                    prune: PruneSettings, latency_ms, points: int = 6,  # noqa: ANN001
                    ) -> list[GroupFeatures]:
     """The agent's view of each group: its layer description and a latency table (the
@@ -214,8 +216,11 @@ class AMCSampler(PlannedSampler):
     """The agent as an Optuna sampler: one episode per trial, learning in `after_trial`."""
 
     def __init__(self, features: Sequence[GroupFeatures], space: Any, base_latency_ms: float,
-                 options: Mapping[str, Any], seed: int, budget_cap: float = 1.0) -> None:
+                 options: Mapping[str, Any], seed: int, budget_cap: float = 1.0,
+                 objective: Objective | None = None, reference: float = 1.0) -> None:
         super().__init__(seed)
+        self.objective = objective or Objective("accuracy", "maximize")
+        self.reference = reference  # the base model's metric: rewards are relative to it
         self.features = list(features)
         self.space = space
         self.base_latency_ms = base_latency_ms
@@ -363,7 +368,8 @@ class AMCSampler(PlannedSampler):
         if state != TrialState.COMPLETE or not values or trial.number in self.seen:
             return
         self.seen.add(trial.number)
-        accuracy, latency_ms = float(values[0]), float(values[1])
+        quality = self.objective.ratio(self.reference, float(values[0]))
+        latency_ms = float(values[1])
         ratios = self._ratios(trial.params)
         proposed = self.episodes.pop(trial.number, None)
         if proposed is not None:
@@ -375,7 +381,7 @@ class AMCSampler(PlannedSampler):
         predicted = sum(f.saving(ratios[f.gid]) for f in self.driven)
         if predicted > 0.05:
             self.saving_ratios.append((1.0 - latency_ms / self.base_latency_ms) / predicted)
-        self.learn(episode, accuracy - overshoot)
+        self.learn(episode, quality - overshoot)
 
     def _ratios(self, params: Mapping[str, Any]) -> dict[str, float]:
         ratios = {}
@@ -436,24 +442,24 @@ class _Replay:
 
 
 def agent_factory(base_model: nn.Module, groups: Sequence[PrunableGroup], space: Any,
-                  x: torch.Tensor, prune: PruneSettings, profile: Any, input_shape: Sequence[int],
-                  base_latency_ms: float, max_latency_ms: float | None,
-                  ):  # noqa: ANN201
-    """A `make_sampler(agent=...)` callable building the AMC sampler for this model."""
+                  x: Any, prune: PruneSettings, profile: Any, base_latency_ms: float,
+                  max_latency_ms: float | None, objective: Objective | None = None,
+                  reference: float = 1.0):  # noqa: ANN201
+    """A `make_sampler(agent=...)` callable building the AMC sampler for this model; `x` is
+    one example's model input, `reference` the base model's metric."""
     from autoprune.hardware.predictor import predict_latency
 
     if profile.roofline is None:
         raise UserError(f"search=amc needs a latency model for its action wall, and "
                         f"hardware={profile.name} has none (no roofline)")
-    shape = tuple(input_shape)
-
     def build(options: Mapping[str, Any], seed: int) -> AMCSampler:
         opts = AgentOptions.from_dict(options)
         features = group_features(
             base_model, groups, space.choices, space.ratio_max, x, prune,
-            lambda m: predict_latency(m, shape, profile).median_ms, opts.table_points)
+            lambda m: predict_latency(m, x, profile).median_ms, opts.table_points)
         cap = 1.0 if max_latency_ms is None else min(max_latency_ms / base_latency_ms, 1.0)
-        return AMCSampler(features, space, base_latency_ms, dataclasses.asdict(opts), seed, cap)
+        return AMCSampler(features, space, base_latency_ms, dataclasses.asdict(opts), seed, cap,
+                          objective, reference)
 
     return build
 

@@ -10,19 +10,32 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import torch
 from torch import nn
 
-from autoprune.data.splits import DataSplits
 from autoprune.errors import TrialFailed
 from autoprune.hardware.latency import Latency, LatencyBackend
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy, model_stats
+from autoprune.pruning.apply import Calibration
 from autoprune.pruning.quantize import quantize_int8
 from autoprune.pruning.schedule import ramp
-from autoprune.training import Guard, TrainSpec, evaluate, no_guard, recalibrate_batchnorm, train
+from autoprune.training import (
+    Guard,
+    TrainSpec,
+    evaluate,
+    no_guard,
+    recalibrate_batchnorm,
+    train,
+)
+from autoprune.workload import Workload
 
 CALIBRATION_SAMPLES = 256  # training examples that calibrate int8 activation ranges
+CALIBRATION_BATCH = 64  # training examples that gradient criteria score channels on
+# Called during fine-tuning: (step, steps, loss) after each step; (step, metrics, latency)
+# at the check step halfway through, where the trial may be stopped.
+OnProgress = Callable[[int, int, float], None]
+OnCheck = Callable[[int, dict[str, float], Latency], None]
 
 
 @dataclass(frozen=True)
@@ -34,56 +47,56 @@ class TrialSettings:
     bn_batches: int
     base_latency_ms: float
     schedule_steps: int = 3
-    step_epochs: int = 1  # fine-tuning between the steps of an iterative schedule
+    schedule_finetune_steps: int = 17  # fine-tuning between the steps of an iterative schedule
 
 
 @dataclass
 class TrialResult:
-    """Metrics of one pruned, fine-tuned candidate; `model` holds its float weights and
-    `deployed` is what was evaluated and timed (the int8 model when the policy quantises)."""
+    """Metrics of one pruned, fine-tuned candidate; `model` holds its float weights (on the
+    CPU) and `deployed` is what was evaluated and timed (the int8 model when the policy
+    quantises)."""
 
-    accuracy: float
+    metrics: dict[str, float]  # the task's metrics on the validation (sub)set
     latency: Latency
     speedup: float
     stats: dict[str, float]
     model: nn.Module
     deployed: nn.Module
 
-    def metrics(self) -> dict[str, float]:
+    def report(self) -> dict[str, float]:
         """The numbers a study reports and logs per trial."""
-        return {
-            "accuracy": self.accuracy, "latency_ms": self.latency.median_ms,
-            "latency_p90_ms": self.latency.p90_ms, "latency_cv": self.latency.cv,
-            "speedup": self.speedup, **self.stats,
-        }
+        return {**self.metrics, "latency_ms": self.latency.median_ms,
+                "latency_p90_ms": self.latency.p90_ms, "latency_cv": self.latency.cv,
+                "speedup": self.speedup, **self.stats}
 
 
-def example_input(data: DataSplits) -> torch.Tensor:
-    """A single zero input of the data's shape, for tracing and counting."""
-    return torch.zeros(1, *data.input_shape)
+def calibration(workload: Workload) -> Calibration:
+    """The fixed training batch that gradient criteria score channels on."""
+    return Calibration(workload.task, workload.items(CALIBRATION_BATCH))
 
 
-def calibration_batch(data: DataSplits, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `size` training examples: fixed, so gradient criteria repeat exactly."""
-    return data.x_train[:size], data.y_train[:size]
+def int8_inputs(workload: Workload) -> Any:
+    """Model inputs that calibrate int8 activation ranges."""
+    return workload.task.inputs(workload.items(CALIBRATION_SAMPLES))
 
 
 def prune_and_finetune(
     policy: Policy,
     base_model: nn.Module,
     groups: Sequence[PrunableGroup],
-    data: DataSplits,
+    workload: Workload,
     settings: TrialSettings,
     guard: Guard = no_guard,
     before_final: Callable[[nn.Module], None] | None = None,
-    on_epoch: Callable[[nn.Module, int], None] | None = None,
+    on_step: Callable[[nn.Module, int, float], None] | None = None,
 ) -> nn.Module:
-    """Return `base_model` pruned by `policy` along its schedule and fine-tuned (float).
+    """Return `base_model` pruned by `policy` along its schedule and fine-tuned (float, left
+    on the training device).
 
     `before_final(model)` is called once the architecture is final, before the last
-    fine-tuning; `on_epoch(model, epoch)` after each of its epochs but the last.
+    fine-tuning; `on_step(model, step, loss)` after each of its steps.
     """
-    x = example_input(data)
+    x = workload.example()
     spec = settings.finetune
     teacher = base_model if spec.distill_alpha > 0 else None
     with guard():
@@ -91,80 +104,95 @@ def prune_and_finetune(
     fractions = ramp(policy.schedule, settings.schedule_steps)
     for step, fraction in enumerate(fractions, start=1):
         with guard():
+            model.cpu()
             pruned = apply_policy(model, policy, groups, x, settings.prune,
-                                  calibration_batch(data), fraction, inplace=True)
-        recalibrate_batchnorm(model, data.x_train, settings.bn_batches, spec.batch_size,
-                              spec.seed, guard)
+                                  calibration(workload), fraction, inplace=True)
+        recalibrate_batchnorm(model, workload, settings.bn_batches, spec.seed, spec.compute,
+                              guard)
         last = step == len(fractions)
         if last and before_final is not None:
             before_final(model)
-        epochs = spec.epochs if last else settings.step_epochs
+        steps = spec.steps if last else settings.schedule_finetune_steps
         callback = None
-        if last and on_epoch is not None:
-            def callback(epoch: int) -> None:
-                on_epoch(model, epoch)
-        train(model, data.x_train, data.y_train, dataclasses.replace(spec, epochs=epochs),
-              pruned.masks, guard, teacher, callback)
+        if last and on_step is not None:
+            def callback(step: int, loss: float) -> None:
+                on_step(model, step, loss)
+        train(model, workload, dataclasses.replace(spec, steps=steps), pruned.masks, guard,
+              teacher, callback)
     return model
 
 
-def deployed_model(model: nn.Module, policy: Policy, data: DataSplits) -> nn.Module:
+def deployed_model(model: nn.Module, policy: Policy, workload: Workload) -> nn.Module:
     """The model as it would be deployed: `model`, or its int8 version when the policy says so."""
     if policy.quantize == "int8":
         try:
-            return quantize_int8(model, data.x_train[:CALIBRATION_SAMPLES])
+            return quantize_int8(model.cpu(), int8_inputs(workload))
         except RuntimeError as exc:
             raise TrialFailed(str(exc)) from exc
     return model
+
+
+def on_cpu(model: nn.Module) -> nn.Module:
+    """`model` itself when it is on the CPU, else a CPU copy (what travels to a bench)."""
+    if all(p.device.type == "cpu" for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).cpu()
 
 
 def run_trial(
     policy: Policy,
     base_model: nn.Module,
     groups: Sequence[PrunableGroup],
-    data: DataSplits,
+    workload: Workload,
     settings: TrialSettings,
     latency: LatencyBackend,
     guard: Guard = no_guard,
-    progress: Callable[[int, float, Latency], None] | None = None,
+    on_step: OnProgress | None = None,
+    on_check: OnCheck | None = None,
 ) -> TrialResult:
     """Return the metrics of `policy` applied to `base_model`; `base_model` is not changed.
 
     The latency is measured as soon as the architecture is final (weights do not change it),
-    so that `progress(epoch, val_accuracy, latency)`, called after each fine-tuning epoch
-    but the last, can tell where the trial stands; it may stop the trial.
-    Raises TrialFailed when fine-tuning diverges or the accuracy is not a number.
+    so that `on_check(step, metrics, latency)`, called once halfway through fine-tuning, can
+    tell where the trial stands; it may stop the trial. `on_step(step, steps, loss)` follows
+    the fine-tuning. Raises TrialFailed when fine-tuning diverges or the metric is not a
+    number.
     """
-    calibration = data.x_train[:CALIBRATION_SAMPLES] if policy.quantize == "int8" else None
+    int8 = int8_inputs(workload) if policy.quantize == "int8" else None
     timings: list[Latency] = []
+    spec = settings.finetune
+    check_step = spec.steps // 2 if spec.steps >= 2 else 0
 
     def measure(model: nn.Module) -> None:
         # Outside the guard: a measurement needs the cores alone.
-        timing = latency.latency(model, refresh=bool(timings), int8_calibration=calibration)
+        timing = latency.latency(on_cpu(model), refresh=bool(timings), int8_calibration=int8)
         if not (math.isfinite(timing.median_ms) and timing.median_ms > 0):
             raise TrialFailed(f"latency measurement returned {timing.median_ms} ms")
         timings.append(timing)
 
-    def epoch_done(model: nn.Module, epoch: int) -> None:
-        if progress is not None:
-            progress(epoch, evaluate(model, data.x_val, data.y_val, guard), timings[-1])
+    def step_done(model: nn.Module, step: int, loss: float) -> None:
+        if on_step is not None:
+            on_step(step, spec.steps, loss)
+        if on_check is not None and step == check_step:
+            on_check(step, evaluate(model, workload, compute=spec.compute, guard=guard),
+                     timings[-1])
 
-    model = prune_and_finetune(policy, base_model, groups, data, settings, guard, measure,
-                               epoch_done if progress is not None else None)
+    model = prune_and_finetune(policy, base_model, groups, workload, settings, guard,
+                               measure, step_done)
     # Measured again now that the trial's neighbours are past their start-up (a worker
     # importing torch next to the first measurement slows it); the faster is kept.
     measure(model)
     timing = min(timings[-2:], key=lambda t: t.median_ms)
     with guard():
-        deployed = deployed_model(model, policy, data)
-    accuracy = evaluate(deployed, data.x_val, data.y_val, guard)
-    if not math.isfinite(accuracy):
-        raise TrialFailed(f"validation accuracy is {accuracy}")
+        deployed = deployed_model(model, policy, workload)
+    metrics = evaluate(deployed, workload, compute=spec.compute if deployed is model
+                       else dataclasses.replace(spec.compute, device="cpu"), guard=guard)
+    model.cpu()
     with guard():
-        stats = model_stats(model, example_input(data))
-    if calibration is not None:
+        stats = model_stats(model, workload.example())
+    if int8 is not None:
         stats["size_mb"] = int8_size_mb(model)
-    return TrialResult(accuracy=accuracy, latency=timing,
+    return TrialResult(metrics=metrics, latency=timing,
                        speedup=settings.base_latency_ms / timing.median_ms,
                        stats=stats, model=model, deployed=deployed)
 

@@ -1,17 +1,19 @@
-"""The accuracy/latency Pareto front: maximise accuracy, minimise latency."""
+"""The metric/latency Pareto front: the task's metric in its direction, latency minimised."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from autoprune.search.records import TrialRecord
+from autoprune.tasks import Objective
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Return indices of the non-dominated (accuracy, latency) points, fastest first.
+    """Return indices of the non-dominated (score, latency) points, fastest first; a higher
+    score is better.
 
-    A point is dominated when another is at least as accurate and at least as fast, and
-    strictly better in one of the two. Exact duplicates are all kept.
+    A point is dominated when another is at least as good and at least as fast, and strictly
+    better in one of the two. Exact duplicates are all kept.
     """
     front = []
     for i, (acc_i, lat_i) in enumerate(points):
@@ -24,8 +26,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: (points[i][1], -points[i][0]))
 
 
-def front_records(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+def front_records(records: Sequence[TrialRecord], objective: Objective) -> list[TrialRecord]:
     """The completed trials that meet the study's constraints and are on their front."""
     done = [r for r in records if r.state == "complete" and r.feasible]
-    points = [(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in done]
+    points = [(objective.score(r.metrics[objective.metric]), r.metrics["latency_ms"])
+              for r in done]
     return [done[i] for i in pareto_front(points)]

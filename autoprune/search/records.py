@@ -12,7 +12,8 @@ INTERRUPTED = "interrupted"
 
 @dataclass
 class TrialRecord:
-    """One trial of a study: its policy params, outcome and metrics."""
+    """One trial of a study: its policy params, outcome and metrics (the task's metrics under
+    their own names, latency_ms, speedup, ...)."""
 
     number: int
     params: dict[str, Any]
@@ -26,3 +27,4 @@ class TrialRecord:
     pareto: bool = False
     feasible: bool = True  # meets the study's constraints (complete trials only)
     run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # where it trained (device, GPU ids)

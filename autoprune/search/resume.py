@@ -17,6 +17,7 @@ import optuna
 
 from autoprune.errors import UserError
 from autoprune.search.records import TrialRecord
+from autoprune.search.samplers import CONSTRAINTS_ATTR
 
 INTERRUPTED_ATTR = "interrupted"
 
@@ -79,9 +80,9 @@ def find_study(storage_url: str, prefix: str, resume: Any, client: Any,
 
 
 def backfill(tracker: Any, study_name: str, storage: optuna.storages.BaseStorage,
-             logged: set[int], space: Any) -> int:
+             logged: set[int], space: Any, metric: str = "accuracy") -> int:
     """Give every finished Optuna trial without an MLflow trial run one (from what Optuna
-    stored: the objectives and the params); returns how many."""
+    stored: the objectives, `metric` and latency, and the params); returns how many."""
     from autoprune.pruning import Policy
 
     study = optuna.load_study(study_name=study_name, storage=storage)
@@ -91,9 +92,12 @@ def backfill(tracker: Any, study_name: str, storage: optuna.storages.BaseStorage
             continue
         params = space.complete(trial.params)
         if trial.state == optuna.trial.TrialState.COMPLETE:
+            # Feasible as Optuna stored it: the constraint values told with the trial.
+            limits = trial.user_attrs.get(CONSTRAINTS_ATTR, [])
             record = TrialRecord(trial.number, params, "complete",
-                                 {"accuracy": trial.values[0], "latency_ms": trial.values[1]},
-                                 summary=Policy.from_params(params).summary())
+                                 {metric: trial.values[0], "latency_ms": trial.values[1]},
+                                 summary=Policy.from_params(params).summary(),
+                                 feasible=all(v <= 0 for v in limits))
         elif trial.state == optuna.trial.TrialState.PRUNED:
             record = TrialRecord(trial.number, params, "stopped", error="stopped early",
                                  summary=Policy.from_params(params).summary())
@@ -116,9 +120,9 @@ class Retrain:
     and seed give the same weights (the trial's thread count is used, as rounding depends on
     it)."""
 
-    def __init__(self, base, groups, data, settings, threads: int,  # noqa: ANN001
+    def __init__(self, base, groups, workload, settings, threads: int,  # noqa: ANN001
                  say: Callable[[str], None] = print) -> None:
-        self.base, self.groups, self.data = base, groups, data
+        self.base, self.groups, self.workload = base, groups, workload
         self.settings, self.threads, self.say = settings, threads, say
 
     def __call__(self, record: TrialRecord) -> dict:
@@ -132,10 +136,10 @@ class Retrain:
         torch.set_num_threads(self.threads)
         try:
             model = prune_and_finetune(Policy.from_params(record.params), self.base,
-                                       self.groups, self.data, self.settings)
+                                       self.groups, self.workload, self.settings)
         finally:
             torch.set_num_threads(threads)
-        return model.state_dict()
+        return model.cpu().state_dict()
 
 
 class AcrossRuns:

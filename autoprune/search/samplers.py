@@ -20,49 +20,70 @@ from optuna.trial import FrozenTrial
 
 from autoprune.config import SearchConfig
 from autoprune.errors import UserError
+from autoprune.tasks import Objective
 
 CONSTRAINTS_ATTR = "constraints"  # trial user attribute: values <= 0 mean satisfied
 # Samplers that take a constraints_func and prefer feasible trials.
 CONSTRAINED = ("tpe", "nsga2", "nsga3", "gp")
 
 
+ACCURACY = Objective("accuracy", "maximize")
+
+
 @dataclass(frozen=True)
 class Constraints:
-    """The study's limits, absolute (a relative accuracy drop is resolved against the base)."""
+    """The study's limits, absolute: a latency and the worst acceptable value of the primary
+    metric (a drop from the base reference is resolved before)."""
 
     max_latency_ms: float | None = None
-    min_accuracy: float | None = None
+    metric_bound: float | None = None
+    objective: Objective = ACCURACY
 
     def __bool__(self) -> bool:
-        return self.max_latency_ms is not None or self.min_accuracy is not None
+        return self.max_latency_ms is not None or self.metric_bound is not None
 
-    def values(self, accuracy: float, latency_ms: float) -> list[float]:
+    def values(self, metric: float, latency_ms: float) -> list[float]:
         """Optuna's constraint values: each <= 0 when its limit is met."""
         values = []
         if self.max_latency_ms is not None:
             values.append(latency_ms - self.max_latency_ms)
-        if self.min_accuracy is not None:
-            values.append(self.min_accuracy - accuracy)
+        if self.metric_bound is not None:
+            values.append(self.objective.score(self.metric_bound)
+                          - self.objective.score(metric))
         return values
 
-    def met(self, accuracy: float, latency_ms: float) -> bool:
-        return all(v <= 0 for v in self.values(accuracy, latency_ms))
+    def met(self, metric: float, latency_ms: float) -> bool:
+        return all(v <= 0 for v in self.values(metric, latency_ms))
 
     def describe(self) -> str:
         parts = []
         if self.max_latency_ms is not None:
             parts.append(f"latency <= {self.max_latency_ms:.4g} ms")
-        if self.min_accuracy is not None:
-            parts.append(f"accuracy >= {100 * self.min_accuracy:.2f}%")
+        if self.metric_bound is not None:
+            sign = ">=" if self.objective.maximize else "<="
+            parts.append(f"{self.objective.metric} {sign} "
+                         f"{self.objective.format(self.metric_bound)}")
         return " and ".join(parts) or "none"
 
 
-def resolve_constraints(cfg: SearchConfig, base_accuracy: float) -> Constraints:
-    """The configured constraints with `max_accuracy_drop` turned into an accuracy floor."""
-    floor = cfg.min_accuracy
-    if cfg.max_accuracy_drop is not None:
-        floor = base_accuracy - cfg.max_accuracy_drop
-    return Constraints(cfg.max_latency_ms, floor)
+def resolve_constraints(cfg: SearchConfig, reference: float,
+                        objective: Objective = ACCURACY) -> Constraints:
+    """The configured constraints, a drop turned into a bound on the primary metric measured
+    from `reference` (the better of the base model and its fine-tuned twin)."""
+    named = {"min_accuracy": cfg.min_accuracy, "max_accuracy_drop": cfg.max_accuracy_drop}
+    for key, value in named.items():
+        if value is not None and objective.metric != "accuracy":
+            generic = "metric_limit" if key == "min_accuracy" else "max_drop"
+            raise UserError(f"search.{key} limits accuracy, and this task's metric is "
+                            f"{objective.metric}: use search.{generic} or "
+                            "search.max_relative_drop")
+    bound = cfg.metric_limit if cfg.metric_limit is not None else cfg.min_accuracy
+    drop = cfg.max_drop if cfg.max_drop is not None else cfg.max_accuracy_drop
+    if drop is not None:
+        bound = objective.bound(reference, drop)
+    if cfg.max_relative_drop is not None:
+        bound = objective.bound(reference, cfg.max_relative_drop * abs(reference))
+    return Constraints(cfg.max_latency_ms, bound, objective)
 
 
 def constraint_values(trial: FrozenTrial) -> Sequence[float]:

@@ -1,8 +1,9 @@
-"""Sensitivity warm start: how much accuracy each group loses when pruned alone.
+"""Sensitivity warm start: how much of the task's metric each group loses when pruned alone.
 
 Each group is pruned alone, with its preferred structured strategy, at a few ratios; the
-BatchNorm statistics are re-estimated and the accuracy measured, without fine-tuning (seconds
-per group, against a minute of search per trial). The result narrows each group's ratio range
+BatchNorm statistics are re-estimated and the metric measured, without fine-tuning (seconds
+per group, against a minute of search per trial). Drops are relative to the base model's
+value, in the metric's direction (0.1: 10% worse). The result narrows each group's ratio range
 (it ends at the first ratio whose drop passes the limit) and gives the first trials: for a few
 tolerated drops, every group at the largest ratio that stays within it.
 """
@@ -14,22 +15,25 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from autoprune.data.splits import DataSplits
 from autoprune.pruning import Decision, Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.search.space import SEED_PREFERENCE
-from autoprune.training import evaluate, recalibrate_batchnorm
+from autoprune.tasks import Objective
+from autoprune.training import Compute, evaluate, recalibrate_batchnorm
+from autoprune.workload import Workload
 
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """Validation accuracy of the model with one group pruned, per group and ratio."""
+    """The validation metric of the model with one group pruned, per group and ratio."""
 
-    base_accuracy: float
+    objective: Objective
+    base_value: float
     strategies: dict[str, str]  # group id -> the strategy that was tried
-    accuracy: dict[str, dict[float, float]]  # group id -> {ratio: accuracy}
+    accuracy: dict[str, dict[float, float]]  # group id -> {ratio: the metric's value}
 
     def drop(self, gid: str, ratio: float) -> float:
-        return self.base_accuracy - self.accuracy[gid][ratio]
+        """How much worse the metric got, relative to the base model's."""
+        return self.objective.relative_worsening(self.base_value, self.accuracy[gid][ratio])
 
     def caps(self, max_drop: float) -> dict[str, float]:
         """Per group, the first tried ratio whose drop passes `max_drop` (groups that stay
@@ -51,15 +55,17 @@ class Sensitivity:
 
 
 def measure_sensitivity(base_model: nn.Module, groups: Sequence[PrunableGroup],
-                        choices: Mapping[str, Sequence[str]], data: DataSplits,
+                        choices: Mapping[str, Sequence[str]], workload: Workload,
                         prune: PruneSettings, ratios: Sequence[float], bn_batches: int,
-                        batch_size: int, seed: int, calibration,  # noqa: ANN001
-                        say: Callable[[str], None] = print) -> Sensitivity:
-    """Prune each group alone at `ratios`, recalibrate BatchNorm, measure accuracy."""
-    import torch
-
-    x = torch.zeros(1, *data.input_shape)
-    base_accuracy = evaluate(base_model, data.x_val, data.y_val)
+                        seed: int, calibration,  # noqa: ANN001
+                        say: Callable[[str], None] = print,
+                        compute: Compute = Compute()) -> Sensitivity:  # noqa: B008
+    """Prune each group alone at `ratios`, recalibrate BatchNorm, measure the metric."""
+    x = workload.example()
+    objective = workload.task.objective
+    name = objective.metric
+    base_value = evaluate(base_model, workload, compute=compute)[name]
+    base_model.cpu()
     strategies, accuracy = {}, {}
     for group in groups:
         strategy = next((s for s in SEED_PREFERENCE if s in choices.get(group.id, ())), None)
@@ -70,9 +76,10 @@ def measure_sensitivity(base_model: nn.Module, groups: Sequence[PrunableGroup],
         for ratio in ratios:
             model = apply_policy(base_model, Policy({group.id: Decision(strategy, ratio)}),
                                  groups, x, prune, calibration).model
-            recalibrate_batchnorm(model, data.x_train, bn_batches, batch_size, seed)
-            accuracy[group.id][ratio] = evaluate(model, data.x_val, data.y_val)
-        drops = ", ".join(f"{r:g}: {100 * (base_accuracy - a):+.1f}"
-                          for r, a in accuracy[group.id].items())
-        say(f"sensitivity {group.id} ({strategy}) accuracy drop in points at ratio {drops}")
-    return Sensitivity(base_accuracy, strategies, accuracy)
+            recalibrate_batchnorm(model, workload, bn_batches, seed, compute)
+            accuracy[group.id][ratio] = evaluate(model, workload, compute=compute)[name]
+        drops = ", ".join(
+            f"{r:g}: {100 * objective.relative_worsening(base_value, a):+.1f}%"
+            for r, a in accuracy[group.id].items())
+        say(f"sensitivity {group.id} ({strategy}): {name} worse by, at ratio {drops}")
+    return Sensitivity(objective, base_value, strategies, accuracy)

@@ -66,9 +66,10 @@ def check_store_exists(uri: str) -> None:
 
 
 class StudyTracker:
-    """Writes one study to MLflow following the schema in the README."""
+    """Writes one study to MLflow following the schema in the README. Study and trial runs
+    carry the objective's tags (`objective_metric`, `objective_direction`)."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    def __init__(self, uri: str, experiment: str, objective: Any = None) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -83,6 +84,7 @@ class StudyTracker:
             self.experiment_id = (found.experiment_id if found is not None
                                   else self.client.create_experiment(experiment))
         self.run_id: str | None = None
+        self.objective_tags: dict[str, str] = objective.tags() if objective is not None else {}
 
     def start_study(self, study_name: str, hardware: str, config: Mapping[str, Any],
                     tags: Mapping[str, str]) -> str:
@@ -91,7 +93,8 @@ class StudyTracker:
 
         run = self.client.create_run(
             self.experiment_id, run_name=study_name,
-            tags={"role": "study", "study": study_name, "hardware": hardware, **tags},
+            tags={"role": "study", "study": study_name, "hardware": hardware,
+                  **self.objective_tags, **tags},
         )
         self.run_id = run.info.run_id
         params = [Param(k, v) for k, v in flatten(config).items()]
@@ -99,12 +102,13 @@ class StudyTracker:
             self.client.log_batch(self.run_id, params=params[start:start + 100])
         return self.run_id
 
-    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], run_id: str | None = None) -> None:
+        """Log metrics to the study run (or to `run_id`)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0)
-                                                    for k, v in metrics.items()])
+        self.client.log_batch(run_id or self.run_id, metrics=[Metric(k, float(v), now, 0)
+                                                              for k, v in metrics.items()])
 
     def log_trial(self, record: TrialRecord, study_name: str) -> str:
         """Create the nested run of one trial and return its id."""
@@ -112,7 +116,8 @@ class StudyTracker:
 
         assert self.run_id is not None, "start_study first"
         tags = {"mlflow.parentRunId": self.run_id, "role": "trial", "study": study_name,
-                "pareto": "false", "state": record.state, "trial_number": str(record.number)}
+                "pareto": "false", "state": record.state, "trial_number": str(record.number),
+                **self.objective_tags, **record.tags}
         if record.latency_source:
             tags["latency_source"] = record.latency_source
         if record.state == "complete":
@@ -139,11 +144,11 @@ class StudyTracker:
         self.run_id = run_id
         self.client.update_run(run_id, status="RUNNING")
 
-    def mark_pareto(self, record: TrialRecord, test_accuracy: float) -> None:
-        """Tag a trial run as on the front and add its held-out test accuracy."""
+    def mark_pareto(self, record: TrialRecord, scores: Mapping[str, float]) -> None:
+        """Tag a trial run as on the front and add its final scores (`test_<metric>`, ...)."""
         assert record.run_id is not None
         self.client.set_tag(record.run_id, "pareto", "true")
-        self.client.log_metric(record.run_id, "test_accuracy", test_accuracy)
+        self.log_metrics(scores, record.run_id)
 
     def log_trial_artifacts(self, record: TrialRecord, folder: str, artifact_path: str) -> None:
         """Attach files (the exported model) to a trial's run."""

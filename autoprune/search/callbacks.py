@@ -1,0 +1,139 @@
+"""Finished and running Tune trials turned into what the study reports (driver side)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from autoprune.hardware.bench import BenchUnavailable
+from autoprune.pruning import Policy
+from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP
+from autoprune.search.latency_plan import LatencyPlan
+from autoprune.search.pareto import front_records
+from autoprune.search.records import INTERRUPTED, TrialRecord
+from autoprune.search.space import PolicySpace
+from autoprune.search.trainable import PROGRESS_LOSS, PROGRESS_STEP, PROGRESS_STEPS, TRIAL_METRICS
+from autoprune.search.tune_search import StudySearch
+
+WORKER_DIED = ("WorkerDied: the trial's worker process died (killed, or out of memory) "
+               "before it reported a result")
+# (trial number, step, steps, latest loss) while a trial fine-tunes; None when it ended.
+OnProgress = Callable[[int, int | None, int, float], None]
+
+
+def error_line(trial: Any) -> str:
+    """The failed trial's reason in one line: the original exception, not Ray's wrapping."""
+    from ray import cloudpickle
+
+    text = ""
+    try:
+        if trial.pickled_error_file and os.path.exists(trial.pickled_error_file):
+            with open(trial.pickled_error_file, "rb") as handle:
+                error = cloudpickle.load(handle)
+            if isinstance(error, ray.exceptions.RayActorError):
+                return WORKER_DIED
+            cause = getattr(error, "cause", None) or error
+            text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        elif trial.error_file and os.path.exists(trial.error_file):
+            text = Path(trial.error_file).read_text()
+    except Exception:  # an unreadable error file must not take the study down with it
+        text = ""
+    lines = [s.strip() for s in text.splitlines() if s.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+class StudyCallback(tune.Callback):
+    """Turns finished Tune trials into TrialRecords for the reporters, and passes on the
+    progress of running ones.
+
+    It also watches the latency device: when `give_up_after` trials in a row could not be
+    measured, the study stops (the device hung, died or left) instead of failing every
+    remaining trial the same way.
+    """
+
+    def __init__(self, searcher: StudySearch, space: PolicySpace, plan: LatencyPlan,
+                 give_up_after: int, store: Any, on_record: Callable[[TrialRecord], None],
+                 on_progress: OnProgress | None = None) -> None:
+        self.searcher = searcher
+        self.space = space
+        self.latency_source = plan.source
+        self.gate = plan.gate
+        self.give_up_after = give_up_after
+        self.unmeasured = 0  # trials in a row the bench could not measure
+        self.store = store
+        self.on_record = on_record
+        self.on_progress = on_progress
+        self.records: list[TrialRecord] = []
+        self.objective = searcher.stopper.objective
+
+    def _watch_device(self, record: TrialRecord) -> None:
+        if record.state == "failed" and record.error.startswith(BenchUnavailable.__name__):
+            self.unmeasured += 1
+        elif record.state in ("complete", "stopped"):
+            self.unmeasured = 0
+        stopper = self.searcher.stopper
+        if self.unmeasured >= self.give_up_after and stopper.gave_up is None:
+            stopper.gave_up = (f"the latency device did not answer: {self.unmeasured} trials "
+                               f"in a row could not be measured (last: {record.error})")
+
+    def _emit(self, record: TrialRecord) -> None:
+        self.records.append(record)
+        self._watch_device(record)
+        if self.on_progress is not None:
+            self.on_progress(record.number, None, 0, math.nan)
+        if record.state == "complete":
+            self.searcher.stopper.finish(record.weights_key, record.metrics["latency_ms"])
+            front = {id(r) for r in front_records(self.records, self.objective)}
+            # Only completed trials off the (feasible) front: weights of trials still running
+            # stay.
+            self.store.drop.remote([r.weights_key for r in self.records
+                                    if r.state == "complete" and id(r) not in front])
+        self.on_record(record)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if self.on_progress is not None and PROGRESS_STEP in result:
+            self.on_progress(self.searcher.optuna_number(trial.trial_id),
+                             int(result[PROGRESS_STEP]), int(result[PROGRESS_STEPS]),
+                             float(result[PROGRESS_LOSS]))
+
+    def _record(self, trial: Any, state: str, **fields: Any) -> TrialRecord:
+        params = self.space.complete(dict(trial.config))
+        return TrialRecord(self.searcher.optuna_number(trial.trial_id), params, state,
+                           latency_source=fields.pop("latency_source", self.latency_source),
+                           summary=Policy.from_params(params).summary(), **fields)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        why = self.searcher.stopper.stopped.get(trial.trial_id)
+        if why is not None:
+            metrics = {self.objective.metric: float(result.get(CHECK_METRIC, math.nan)),
+                       "latency_ms": float(result.get(CHECK_LATENCY, math.nan)),
+                       "steps": float(result.get(CHECK_STEP, math.nan))}
+            self._emit(self._record(trial, "stopped", metrics=metrics, error=why))
+            return
+        values = [result.get(m) for m in self.searcher.metric]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) \
+                or TRIAL_METRICS not in result:
+            error = "no finite result reported" if self.searcher.stopper.gave_up is None else \
+                f"{INTERRUPTED}: the study stopped before this trial finished"
+            self._emit(self._record(trial, "failed", error=error))
+            return
+        policy = Policy.from_params(self.space.complete(dict(trial.config)))
+        tags = {k: str(result[k]) for k in ("device", "gpu_ids") if result.get(k) is not None}
+        self._emit(self._record(
+            trial, "complete", metrics={k: float(v) for k, v in result[TRIAL_METRICS].items()},
+            latency_source=str(result.get("latency_source", "")), strategies=policy.used(),
+            weights_key=trial.trial_id, feasible=self.searcher.constraints.met(*values),
+            tags=tags))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.gate is not None:  # a worker that died may have held the core gate
+            self.gate.drop.remote(trial.trial_id)
+        self._emit(self._record(trial, "failed", error=error_line(trial)))

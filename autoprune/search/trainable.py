@@ -1,0 +1,98 @@
+"""What runs in a Tune trial: the trial function with its data, device and progress reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+from torch import nn
+
+from autoprune.config import DataConfig, HardwareProfile
+from autoprune.pruning import Policy, PrunableGroup
+from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP
+from autoprune.search.latency_plan import LatencyPlan
+from autoprune.search.objective import TrialSettings, run_trial
+from autoprune.search.space import PolicySpace
+from autoprune.tasks import Task
+from autoprune.training import no_guard
+from autoprune.workload import Loading, Workload
+
+# Keys of the results a trial reports while it fine-tunes, and of its final result.
+PROGRESS_STEP, PROGRESS_STEPS, PROGRESS_LOSS = "progress_step", "progress_steps", "progress_loss"
+TRIAL_METRICS = "trial_metrics"
+PROGRESS_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a study needs, shipped once through Ray's object store: the base
+    model and its groups, and the configs each worker builds its data from (no data)."""
+
+    base_model: nn.Module
+    groups: list[PrunableGroup]
+    data: DataConfig
+    task: Task
+    loading: Loading
+    settings: TrialSettings
+    space: PolicySpace
+    profile: HardwareProfile
+    plan: LatencyPlan
+    threads: int
+    example: Any
+
+
+def _device(settings: TrialSettings) -> tuple[TrialSettings, str]:
+    """The trial's settings with `device=auto` decided (CUDA only when Tune gave this trial a
+    GPU), and the GPU ids it was given."""
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    compute = settings.finetune.compute
+    if compute.device == "auto":
+        device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
+        compute = dataclasses.replace(compute, device=device)
+    finetune = dataclasses.replace(settings.finetune, compute=compute)
+    return dataclasses.replace(settings, finetune=finetune), ",".join(gpu_ids)
+
+
+def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> None:
+    """One trial under Tune: progress while fine-tuning, the check result halfway, then the
+    metrics; the fine-tuned weights go to the driver's weight store."""
+    from autoprune.data import load_data
+    from autoprune.hardware.bench import TrainingGuard
+
+    torch.set_num_threads(context.threads)
+    policy = Policy.from_params(context.space.complete(config))
+    trial_id = tune.get_context().get_trial_id()
+    settings, gpu_ids = _device(context.settings)
+    device = settings.finetune.compute.resolve()
+    loading = dataclasses.replace(context.loading, pin_memory=context.loading.pin_memory
+                                  and device.type == "cuda")
+    workload = Workload(context.task, load_data(context.data), loading)
+    gate = context.plan.gate
+    guard = TrainingGuard(gate, trial_id) if gate is not None else no_guard
+    last = [0.0]
+
+    def on_step(step: int, steps: int, loss: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S or step == steps:
+            last[0] = now
+            tune.report({PROGRESS_STEP: step, PROGRESS_STEPS: steps, PROGRESS_LOSS: loss})
+
+    def on_check(step: int, metrics: dict[str, float], latency: Any) -> None:
+        tune.report({CHECK_STEP: step, CHECK_METRIC: metrics[context.task.metric],
+                     CHECK_LATENCY: latency.median_ms})
+
+    result = run_trial(policy, context.base_model, context.groups, workload, settings,
+                       context.plan.backend(context.profile, context.example), guard,
+                       on_step, on_check)
+    # The float weights: an int8 model is rebuilt from them and the same calibration data.
+    ray.get(store.put.remote(trial_id, result.model.state_dict()))
+    report = result.report()
+    tune.report({context.task.metric: report[context.task.metric],
+                 "latency_ms": report["latency_ms"], TRIAL_METRICS: report,
+                 "latency_source": result.latency.source, "device": str(device),
+                 "gpu_ids": gpu_ids})

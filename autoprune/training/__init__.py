@@ -1,0 +1,18 @@
+"""Training, fine-tuning, evaluation and BatchNorm recalibration, through the task."""
+
+from autoprune.training.compute import DEVICES, PRECISIONS, Compute
+from autoprune.training.evaluate import evaluate, recalibrate_batchnorm
+from autoprune.training.loop import (
+    Guard,
+    Masks,
+    OnStep,
+    TrainSpec,
+    apply_masks,
+    no_guard,
+    train,
+)
+from autoprune.training.optim import OPTIMIZERS, SCHEDULES
+
+__all__ = ["DEVICES", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "Compute", "Guard", "Masks",
+           "OnStep", "TrainSpec", "apply_masks", "evaluate", "no_guard",
+           "recalibrate_batchnorm", "train"]
