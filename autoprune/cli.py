@@ -21,7 +21,7 @@ from autoprune.paths import config_dir, group_choices, groups
 EXIT_USAGE = 2
 HELP_FLAGS = ("-h", "--help", "--hydra-help")
 # smoke=true: a study's budget cut to what the test suite can afford, everything else kept.
-SMOKE = ("search.n_trials=3", "finetune.epochs=1", "finetune.base_epochs=2",
+SMOKE = ("search.n_trials=3", "finetune.steps=17", "finetune.base_steps=34",
          "search.sensitivity_ratios=[0.5]", "hardware.measure.warmup=3",
          "hardware.measure.repeats=5", "hardware.measure.number=5")
 
@@ -80,7 +80,7 @@ def compose(command: str, overrides: Sequence[str]) -> dict[str, Any]:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
+    from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
     parsed = _parse(overrides)
     group_overrides = []
@@ -112,6 +112,12 @@ def compose(command: str, overrides: Sequence[str]) -> dict[str, Any]:
     except MissingMandatoryValue as exc:
         key = getattr(exc, "full_key", "") or "a value"
         raise UserError(f"{key} is required: set {key}=...") from exc
+    except InterpolationKeyError as exc:
+        key = getattr(exc, "full_key", "") or "a value"
+        missing = str(exc).split("'")[1] if str(exc).count("'") >= 2 else "a key"
+        raise UserError(f"{key} is taken from {missing}, which this config does not set "
+                        f"(the {missing.split('.')[0]} chosen has none); choose a "
+                        f"{key.split('.')[0]} that fits it, or set +{missing}=...") from exc
     except Exception as exc:
         raise UserError(str(exc).strip().splitlines()[0]) from exc
     return resolved  # type: ignore[return-value]

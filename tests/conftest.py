@@ -13,7 +13,27 @@ def make_settings(*overrides: str) -> Settings:
     return settings_from_dict(compose("search", list(overrides)))
 
 
-def trained_resnet(data, width: int, epochs: int, lr: float):
+def xy(dataset):
+    """(inputs, labels) of an in-memory split (a TensorDataset)."""
+    return dataset.tensors
+
+
+def classification(data, batch_size: int = 64, **loading):
+    """The classification workload of `data`."""
+    from autoprune.tasks import Classification
+    from autoprune.workload import Loading, Workload
+
+    return Workload(Classification(), data, Loading(batch_size, **loading))
+
+
+def epochs(workload, count: int) -> int:
+    """Steps in `count` passes over the workload's training split."""
+    import math
+
+    return count * math.ceil(len(workload.data.train) / workload.loading.batch_size)
+
+
+def trained_resnet(data, width: int, epochs_: int, lr: float):
     """A small built-in ResNet, seeded and briefly trained on `data`."""
     import torch
 
@@ -22,8 +42,9 @@ def trained_resnet(data, width: int, epochs: int, lr: float):
 
     torch.manual_seed(0)
     model = ResNet(width=width, blocks_per_stage=1)
-    train(model, data.x_train, data.y_train, TrainSpec(epochs=epochs, lr=lr))
-    return model
+    work = classification(data)
+    train(model, work, TrainSpec(steps=epochs(work, epochs_), lr=lr))
+    return model.eval()
 
 
 @pytest.fixture
@@ -35,15 +56,14 @@ def settings_for():
 def trained_bases(tmp_path_factory):
     """A cache folder holding the small ResNet that the end-to-end searches start from,
     trained once per session exactly as `search` would train it."""
-    from autoprune.data import load_data
+    from autoprune import specs
     from autoprune.models.base import prepare_base_model
     from tests.search.test_search_e2e import QUICK, SMALL_RESNET
 
     folder = tmp_path_factory.mktemp("bases")
     settings = make_settings(*SMALL_RESNET, *QUICK, f"cache_dir={folder}")
-    prepare_base_model(settings.model, settings.data, settings.finetune,
-                       load_data(settings.data), settings.seed, settings.cache_dir,
-                       lambda _: None)
+    prepare_base_model(settings.model, settings.data, specs.train_spec(settings, base=True),
+                       specs.workload(settings), settings.cache_dir, lambda _: None)
     return folder
 
 

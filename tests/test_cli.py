@@ -28,8 +28,10 @@ def test_help_lists_groups_and_choices(tmp_path):
     for line in ("hardware: cpu, cuda, jetson, jetson_agx_orin, jetson_nano, "
                  "jetson_orin_nano_super, jetson_orin_nx, jetson_xavier_nx",
                  "search: amc, gp, nsga2, nsga3, random, tpe, uniform",
-                 "model: custom, mlp, mobilenet, resnet, resnet20, resnet8, vgg, vit",
-                 "data: arrays, dataset, digits, synthetic", "pruning: all, default"):
+                 "model: custom, gpt, mlp, mobilenet, resnet, resnet20, resnet8, vgg, vit",
+                 "data: arrays, dataset, digits, synthetic, text",
+                 "pruning: all, default, language_model",
+                 "task: classification, language_model"):
         assert line in result.stdout
     from autoprune.pruning import STRATEGIES
     from autoprune.pruning.criteria import CRITERIA
@@ -62,7 +64,7 @@ def test_top_level_usage_lists_commands():
         (["search", "hardware=nosuchdevice"],
          "unknown hardware 'nosuchdevice'; choose one of: cpu, cuda, jetson, jetson_agx_orin"),
         (["search", "model=nosuch"],
-         "unknown model 'nosuch'; choose one of: custom, mlp, mobilenet, resnet, resnet20, "
+         "unknown model 'nosuch'; choose one of: custom, gpt, mlp, mobilenet, resnet, resnet20, "
          "resnet8, vgg, vit"),
         (["search", "search.n_trail=3"], "unknown key 'search.n_trail'; valid keys under search:"),
         (["search", "foo=1"], "unknown key 'foo'; valid keys at the top level:"),
@@ -81,10 +83,12 @@ def test_top_level_usage_lists_commands():
          "unknown command 'nosuchcommand'; choose one of: search, latency, calibrate, report, "
          "apply, ui"),
         (["search", "model=custom", "model._target_=torch.nn.Linear", "+model.in_features=5",
-          "+model.out_features=10"], "input shape (1, 16, 16) does not fit the model"),
+          "+model.out_features=10"], "the data's inputs do not fit the model: RuntimeError: "),
         (["search", "model=custom", "model._target_=torch.nn.Flatten"],
-         "the model returns (1, 256) for one input; expected (1, 10)"),
-        (["search", "finetune.epochs=abc"], "finetune.epochs must be a number, got 'abc'"),
+         "model Flatten has no prunable groups"),
+        (["search", "task=language_model", "model=resnet"],
+         "model.num_classes is taken from data.num_classes, which this config does not set"),
+        (["search", "finetune.steps=abc"], "finetune.steps must be a number, got 'abc'"),
         (["search", "search=nsga2", "search.options.population_size=1"],
          "search.options do not fit the nsga2 sampler"),
         (["search", "~hardware"], "the hardware group cannot be removed"),

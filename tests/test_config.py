@@ -10,15 +10,17 @@ from autoprune.errors import UserError
 from autoprune.paths import group_choices
 
 NAMED_BY = {"hardware": lambda s: s.hardware.name, "search": lambda s: s.search.sampler,
-            "data": lambda s: s.data.name}
+            "data": lambda s: s.data.name, "task": lambda s: s.task.name}
 
 
 @pytest.mark.parametrize("group", ["hardware", "search", "data", "pruning", "finetune",
-                                   "tracking", "ray"])
+                                   "tracking", "ray", "task", "model"])
 def test_every_bundled_choice_composes_into_typed_settings(settings_for, group):
-    # Choices that need the user's file or factory:
+    # Choices that need the user's file or factory, or data of their own kind:
     required = {"data=arrays": ["data.path=data.npz"],
-                "data=dataset": ["data._target_=tests.fixtures.datasets.Stripes"]}
+                "data=dataset": ["data.train._target_=tests.fixtures.datasets.Stripes"],
+                "data=text": ["model=gpt"], "model=gpt": ["data=text"],
+                "model=custom": ["model._target_=examples.regression.Net"]}
     for choice in group_choices(group):
         override = f"{group}={choice}"
         settings = settings_for(override, *required.get(override, []))
@@ -58,7 +60,21 @@ def test_profiles_state_what_the_latency_model_needs(settings_for):
          "search=amc needs a latency model for its action wall"),
         (["search.min_accuracy=1.2"], "search.min_accuracy must lie in [0, 1]"),
         (["search.min_accuracy=0.9", "search.max_accuracy_drop=0.01"],
-         "set search.min_accuracy or search.max_accuracy_drop, not both"),
+         "set one limit on the metric, not min_accuracy and max_accuracy_drop"),
+        (["search.max_drop=0.1", "search.max_relative_drop=0.05"],
+         "set one limit on the metric, not max_drop and max_relative_drop"),
+        (["search.max_relative_drop=-0.05"], "search.max_relative_drop must be at least 0"),
+        (["finetune.optimizer=lamb"], "unknown finetune.optimizer 'lamb'"),
+        (["finetune.schedule=step"], "unknown finetune.schedule 'step'"),
+        (["finetune.precision=int4"], "unknown finetune.precision 'int4'"),
+        (["finetune.device=tpu"], "unknown finetune.device 'tpu'"),
+        (["finetune.warmup=1.5"], "finetune.warmup must be a fraction"),
+        (["finetune.eval_batches=0"], "finetune.eval_batches must be at least 1"),
+        (["ray.gpus_per_trial=1.5"], "ray.gpus_per_trial must be a fraction of one GPU"),
+        (["ray.gpus_per_trial=-1"], "ray.gpus_per_trial must be at least 0"),
+        (["model.pretrained=maybe"], "model.pretrained must be true or false"),
+        (["task._target_=examples.regression.Missing"], "has no callable 'Missing'"),
+        (["task=language_model", "data.context=1"], "data.context must be at least 2"),
         (["search.sensitivity_ratios=[]"], "search.sensitivity_ratios must be a non-empty"),
         (["search.early_stop_margin=-0.1"], "search.early_stop_margin must be at least 0"),
         (["pruning.importance=entropy"], "unknown pruning.importance 'entropy'"),
@@ -110,3 +126,13 @@ def test_every_gpu_profile_states_its_latency_model(settings_for):
         peaks = profile.roofline.peak_tflops
         assert 0 < peaks["fp32"] <= peaks["fp16"] <= peaks["int8"], name
         assert profile.roofline.bandwidth_gbps > 0 and profile.measure.warmup_s >= 1.0, name
+
+
+def test_the_language_model_task_brings_its_own_defaults(settings_for):
+    settings = settings_for("task=language_model")
+    assert (settings.model.name, settings.data.name) == ("gpt", "text")
+    assert settings.finetune.optimizer == "adamw" and settings.finetune.schedule == "cosine"
+    assert set(settings.pruning.strategies) == {"head", "neuron", "layer"}
+    assert settings.model.kwargs["context"] == settings.data.context
+    # Each default can still be chosen on the command line.
+    assert settings_for("task=language_model", "finetune=default").finetune.optimizer == "sgd"

@@ -21,6 +21,10 @@ from autoprune.pruning import (
 from autoprune.pruning.quantize import is_quantized, quantize_int8
 
 INPUT_SHAPE = (1, 16, 16)
+
+
+def inputs(count: int) -> torch.Tensor:
+    return torch.zeros(count, *INPUT_SHAPE)
 SETTINGS = PruneSettings(alignment=4)
 RESNET = ModelConfig(name="resnet", target="autoprune.models.resnet.ResNet", checkpoint=None,
                      kwargs={"num_classes": 10, "in_channels": 1, "width": 8,
@@ -61,7 +65,7 @@ def _pruned(config: ModelConfig, quantize: str = "none"):
 
 def _save(path, config: ModelConfig, quantize: str = "none", calibration=None):
     base, pruned, groups, policy = _pruned(config, quantize)
-    save_pruned(path, pruned, base_model=base, model_config=config, input_shape=INPUT_SHAPE,
+    save_pruned(path, pruned, base_model=base, model_config=config, example=inputs(1),
                 groups=groups, policy=policy, prune=SETTINGS, calibration=calibration)
     return pruned, policy
 
@@ -81,7 +85,7 @@ def test_float_bundle_round_trip(config: ModelConfig, tmp_path) -> None:
     pruned, policy = _save(path, config)
     loaded = load_pruned(path)
     assert loaded.policy == policy
-    assert loaded.input_shape == INPUT_SHAPE
+    assert torch.equal(loaded.example, inputs(1))
     assert loaded.deployed is loaded.model
     assert _same_state(loaded.model, pruned)
     assert not loaded.model.training

@@ -26,7 +26,7 @@ from tests.fixtures.processes import Driver, alive, descendants, env, title
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("warm_cache")]
 
 STUDY = ["search", "search=random", "search.seed_ratios=[]", "search.concurrency=1",
-         "finetune.base_epochs=2", "hardware.measure.warmup=3", "hardware.measure.repeats=5",
+         "finetune.base_steps=34", "hardware.measure.warmup=3", "hardware.measure.repeats=5",
          "hardware.measure.number=5"]
 RESNET = ["model.width=16", "model.blocks_per_stage=1"]
 TrialState = optuna.trial.TrialState
@@ -48,7 +48,7 @@ def _trial_runs(client, experiment, study) -> dict[int, object]:
 
 def test_a_worker_killed_mid_finetune_fails_only_its_trial(tmp_path):
     driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
-                    "search.n_trials=3", "finetune.epochs=8")
+                    "search.n_trials=3", "finetune.steps=136")
     try:
         driver.wait_for("[  1/3]")
         time.sleep(1.0)  # trial 1 is fine-tuning
@@ -77,7 +77,7 @@ def test_a_diverging_trial_fails_with_the_reason_and_the_study_goes_on(tmp_path)
     # Trial 0 keeps 24 of 32 channels (seed ratio 0.25) and fine-tunes; trial 1 keeps 16
     # (0.5), and its loss becomes NaN.
     driver = Driver(tmp_path, *STUDY, f"cache_dir={tmp_path / 'cache'}", "hardware=jetson",
-                    "search.seed_ratios=[0.25,0.5]", "search.n_trials=3", "finetune.epochs=1",
+                    "search.seed_ratios=[0.25,0.5]", "search.n_trials=3", "finetune.steps=17",
                     "model=custom", "model._target_=tests.fixtures.fragile.FragileNet",
                     "pruning.strategies=[channel]")
     try:
@@ -96,7 +96,7 @@ def test_a_diverging_trial_fails_with_the_reason_and_the_study_goes_on(tmp_path)
 
 def test_a_hung_bench_is_restarted_and_no_trial_is_lost(tmp_path):
     driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
-                    "hardware.measure.timeout_s=5", "search.n_trials=3", "finetune.epochs=4")
+                    "hardware.measure.timeout_s=5", "search.n_trials=3", "finetune.steps=68")
     try:
         driver.wait_for("[  1/3]")
         benches = driver.workers("Bench")
@@ -122,7 +122,7 @@ def test_a_device_that_leaves_mid_study_stops_it_with_a_clear_message(tmp_path, 
                     "hardware.device=cpu", "hardware.precision=fp32",
                     "hardware.measure.warmup_s=0", "hardware.measure.timeout_s=5",
                     "hardware.measure.attempts=2", "hardware.measure.give_up_after=2",
-                    "search.n_trials=8", "finetune.epochs=2", f"ray.address=127.0.0.1:{port}",
+                    "search.n_trials=8", "finetune.steps=34", f"ray.address=127.0.0.1:{port}",
                     extra_env=cluster_env)
     try:
         driver.wait_for("[  1/8]")
@@ -150,7 +150,7 @@ def test_a_device_that_leaves_mid_study_stops_it_with_a_clear_message(tmp_path, 
 def test_two_studies_at_once_keep_their_trials_apart(tmp_path):
     args = [*(a for a in STUDY if a != "search=random"), *RESNET,
             f"cache_dir={tmp_path / 'cache'}", "hardware=jetson", "search.n_trials=3",
-            "finetune.epochs=1", "ray.num_cpus=1"]
+            "finetune.steps=17", "ray.num_cpus=1"]
     first = Driver(tmp_path, *args, "search=random")  # different proposals, same base model
     second = Driver(tmp_path, *args, "search=uniform")
     try:

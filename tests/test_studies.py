@@ -39,7 +39,7 @@ def test_a_study_pins_its_choices_and_the_command_line_still_wins(name):
         [f"study={name}", "search.n_trials=5", "hardware=cpu"])))
     assert override.search.n_trials == 5 and override.hardware.name == "cpu"
     smoke = settings_from_dict(compose("search", expand_study([f"study={name}", "smoke=true"])))
-    assert smoke.search.n_trials == 3 and smoke.finetune.epochs == 1
+    assert smoke.search.n_trials == 3 and smoke.finetune.steps == 17
 
 
 def test_an_unknown_study_is_one_clear_error():

@@ -21,9 +21,14 @@ from autoprune.instantiate import instantiate
 SPLITS = ("train", "val", "test")
 
 
+def _given(cfg: DataConfig, split: str) -> bool:
+    node = getattr(cfg, split)
+    return node is not None and not (isinstance(node, dict) and node.get("_target_") is None)
+
+
 def _build(cfg: DataConfig, split: str) -> Dataset | None:
     node = getattr(cfg, split)
-    if node is None:
+    if not _given(cfg, split):
         return None
     if not isinstance(node, dict) or "_target_" not in node:
         raise UserError(f"data.{split} must be a mapping with _target_ (a Dataset class or "
@@ -48,7 +53,7 @@ def fingerprint(cfg: DataConfig, train: Dataset) -> str:
 
 def load_dataset(cfg: DataConfig) -> DataSplits:
     """The user's splits; raises UserError naming the key when one cannot be built or read."""
-    if cfg.train is None:
+    if not _given(cfg, "train"):
         raise UserError("data=dataset needs data.train._target_=<pkg.module.Dataset> (and "
                         "optionally data.val._target_ and data.test._target_)")
     train, val, test = (_build(cfg, split) for split in SPLITS)
@@ -62,7 +67,7 @@ def load_dataset(cfg: DataConfig) -> DataSplits:
     if test is None:
         train, test = carve(train, cfg.test_fraction, cfg.split_seed)
     if val is None:
-        share = cfg.val_fraction / (1.0 - cfg.test_fraction) if cfg.test is None \
+        share = cfg.val_fraction / (1.0 - cfg.test_fraction) if not _given(cfg, "test") \
             else cfg.val_fraction
         train, val = carve(train, share, cfg.split_seed + 1)
     return DataSplits(train, val, test, fingerprint(cfg, train))

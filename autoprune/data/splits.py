@@ -9,7 +9,6 @@ nothing large travels between processes.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -64,14 +63,16 @@ def carve(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]
     if count >= size:
         raise UserError(f"a dataset of {size} items cannot give up {count} for a split")
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
-    return Subset(dataset, sorted(order[count:])), Subset(dataset, sorted(order[:count]))
+    rest, carved = sorted(order[count:]), sorted(order[:count])
+    if isinstance(dataset, Subset):  # index the underlying dataset: no subsets of subsets
+        base = list(dataset.indices)
+        return (Subset(dataset.dataset, [base[i] for i in rest]),
+                Subset(dataset.dataset, [base[i] for i in carved]))
+    return Subset(dataset, rest), Subset(dataset, carved)
 
 
-@functools.lru_cache(maxsize=4)
 def load_data(cfg: DataConfig) -> DataSplits:
-    """The configured splits; raises UserError for unknown names or bad data.
-
-    Cached per config: a worker that runs many trials builds its splits once."""
+    """The configured splits; raises UserError for unknown names or bad data."""
     from autoprune.data.arrays import load_arrays
     from autoprune.data.dataset import load_dataset
     from autoprune.data.digits import load_digits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +59,17 @@ def _device(settings: TrialSettings) -> tuple[TrialSettings, str]:
     return dataclasses.replace(settings, finetune=finetune), ",".join(gpu_ids)
 
 
+@functools.lru_cache(maxsize=1)
+def _worker_data(cfg: DataConfig) -> Any:
+    """The study's splits, built once per worker process (a worker runs many trials)."""
+    from autoprune.data import load_data
+
+    return load_data(cfg)
+
+
 def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> None:
     """One trial under Tune: progress while fine-tuning, the check result halfway, then the
     metrics; the fine-tuned weights go to the driver's weight store."""
-    from autoprune.data import load_data
     from autoprune.hardware.bench import TrainingGuard
 
     torch.set_num_threads(context.threads)
@@ -71,7 +79,7 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
     device = settings.finetune.compute.resolve()
     loading = dataclasses.replace(context.loading, pin_memory=context.loading.pin_memory
                                   and device.type == "cuda")
-    workload = Workload(context.task, load_data(context.data), loading)
+    workload = Workload(context.task, _worker_data(context.data), loading)
     gate = context.plan.gate
     guard = TrainingGuard(gate, trial_id) if gate is not None else no_guard
     last = [0.0]

@@ -75,7 +75,7 @@ def test_apply_logs_an_onnx_model_whose_accuracy_matches_and_latency_is_measured
     from autoprune.hardware.latency import settled_latency
     from autoprune.hardware.measure import MeasuredLatency
 
-    result = cli("apply", "rule=knee", "epochs=2", f"cache_dir={finished / 'cache'}",
+    result = cli("apply", "rule=knee", "steps=34", f"cache_dir={finished / 'cache'}",
                  cwd=str(finished))
     assert result.returncode == 0, result.stderr[-3000:]
     client, experiment, study = study_run(finished)

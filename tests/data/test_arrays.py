@@ -27,14 +27,14 @@ def good_arrays(n: int = 200, channels: int = 1):
 def test_loads_and_splits_a_valid_file(tmp_path):
     x, y = good_arrays()
     data = load_data(settings_for_file(write(tmp_path / "d.npz", x=x, y=y)).data)
-    assert data.input_shape == (1, 16, 16)
-    assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 200
+    assert data.train[0][0].shape == (1, 16, 16)
+    assert sum(data.sizes()) == 200
 
 
 def test_single_channel_inputs_may_omit_the_channel_axis(tmp_path):
     x, y = good_arrays()
     data = load_data(settings_for_file(write(tmp_path / "d.npz", x=x[:, 0], y=y)).data)
-    assert data.input_shape == (1, 16, 16)
+    assert data.train[0][0].shape == (1, 16, 16)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from autoprune.config import DataConfig
-from autoprune.data import DataSplits, load_data, load_digits, split_arrays
+from autoprune.data import DataSplits, load_data, split_arrays
+from autoprune.data.digits import load_digits
 from autoprune.errors import UserError
+from tests.conftest import xy
 
 TOTAL = 1797
 CLASSES = 10
@@ -23,27 +25,30 @@ def splits() -> DataSplits:
     return load_data(CONFIG)
 
 
+def _labels(splits: DataSplits) -> list[torch.Tensor]:
+    return [xy(splits.train)[1], xy(splits.val)[1], xy(splits.test)[1]]
+
+
 def _index_splits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split the example indices the way load_data splits the images."""
     _, y = load_digits(dataclasses.replace(CONFIG, resolution=8))
     s = split_arrays(np.arange(TOTAL)[:, None], y, CONFIG.val_fraction, CONFIG.test_fraction,
                      seed)
-    return (s.x_train[:, 0].long().numpy(), s.x_val[:, 0].long().numpy(),
-            s.x_test[:, 0].long().numpy())
+    return tuple(xy(split)[0][:, 0].long().numpy() for split in (s.train, s.val, s.test))
 
 
 def test_split_sizes_add_up(splits: DataSplits) -> None:
-    sizes = [len(splits.x_train), len(splits.x_val), len(splits.x_test)]
+    sizes = splits.sizes()
     assert sum(sizes) == TOTAL
-    assert [len(splits.y_train), len(splits.y_val), len(splits.y_test)] == sizes
+    assert [len(y) for y in _labels(splits)] == list(sizes)
     assert sizes[1] == pytest.approx(0.2 * TOTAL, abs=2)
     assert sizes[2] == pytest.approx(0.2 * TOTAL, abs=2)
 
 
 def test_every_split_is_stratified(splits: DataSplits) -> None:
-    overall = np.bincount(np.concatenate(
-        [splits.y_train.numpy(), splits.y_val.numpy(), splits.y_test.numpy()]), minlength=CLASSES)
-    for y, fraction in ((splits.y_train, 0.6), (splits.y_val, 0.2), (splits.y_test, 0.2)):
+    labels = _labels(splits)
+    overall = np.bincount(torch.cat(labels).numpy(), minlength=CLASSES)
+    for y, fraction in zip(labels, (0.6, 0.2, 0.2), strict=True):
         counts = np.bincount(y.numpy(), minlength=CLASSES)
         assert (counts > 0).all(), "every class appears in every split"
         assert np.abs(counts - fraction * overall).max() <= 2
@@ -52,13 +57,12 @@ def test_every_split_is_stratified(splits: DataSplits) -> None:
 @pytest.mark.parametrize("resolution", [8, 16, 24])
 def test_inputs_have_the_configured_resolution(resolution: int) -> None:
     data = load_data(dataclasses.replace(CONFIG, resolution=resolution))
-    for x in (data.x_train, data.x_val, data.x_test):
-        assert x.dtype == torch.float32
+    for split in (data.train, data.val, data.test):
+        x, y = xy(split)
+        assert x.dtype == torch.float32 and y.dtype == torch.long
         assert x.shape[1:] == (1, resolution, resolution)
         assert x.min() >= -1.0 and x.max() <= 1.0
-    assert data.input_shape == (1, resolution, resolution)
-    assert data.num_classes == CLASSES
-    assert data.y_train.dtype == torch.long
+        assert set(y.tolist()) == set(range(CLASSES))
 
 
 def test_splits_are_disjoint_and_cover_everything() -> None:
@@ -71,21 +75,25 @@ def test_splits_are_disjoint_and_cover_everything() -> None:
 
 def test_load_data_splits_match_the_index_split(splits: DataSplits) -> None:
     x, y = load_digits(CONFIG)
-    train, val, test = _index_splits(seed=0)
-    for index, xs, ys in ((train, splits.x_train, splits.y_train),
-                          (val, splits.x_val, splits.y_val), (test, splits.x_test, splits.y_test)):
+    for index, split in zip(_index_splits(seed=0), (splits.train, splits.val, splits.test),
+                            strict=True):
+        xs, ys = xy(split)
         assert torch.equal(xs, torch.as_tensor(x[index]))
         assert torch.equal(ys, torch.as_tensor(y[index]))
 
 
 def test_same_split_seed_gives_identical_splits(splits: DataSplits) -> None:
     again = load_data(CONFIG)
-    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
-        assert torch.equal(getattr(again, field), getattr(splits, field))
+    for name in ("train", "val", "test"):
+        for a, b in zip(xy(getattr(again, name)), xy(getattr(splits, name)), strict=True):
+            assert torch.equal(a, b)
+    assert again.fingerprint == splits.fingerprint
 
 
 def test_other_split_seed_gives_another_split() -> None:
     assert not np.array_equal(_index_splits(seed=0)[2], _index_splits(seed=1)[2])
+    other = load_data(dataclasses.replace(CONFIG, split_seed=1))
+    assert other.fingerprint != load_data(CONFIG).fingerprint
 
 
 def test_num_classes_mismatch_is_a_user_error() -> None:

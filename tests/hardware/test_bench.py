@@ -64,7 +64,7 @@ def test_bench_measures_once_per_architecture(local_ray, settings_for):
     profile = dataclasses.replace(profile, measure=dataclasses.replace(
         profile.measure, warmup=1, repeats=3, number=2))
     gate = CoreGate.options(name="test-gate").remote()  # noqa: F841 (the handle keeps it alive)
-    bench = Bench.remote(profile, (1, 8, 8), "test-gate")
+    bench = Bench.remote(profile, torch.zeros(1, 1, 8, 8), "test-gate")
     backend = BenchLatency(bench)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU())
     first = backend.latency(model)
@@ -78,7 +78,7 @@ def test_refresh_measures_again_and_keeps_the_faster(local_ray, settings_for):
     profile = settings_for("hardware=cpu").hardware
     profile = dataclasses.replace(profile, measure=dataclasses.replace(
         profile.measure, warmup=1, repeats=3, number=2))
-    bench = Bench.remote(profile, (1, 8, 8), None)
+    bench = Bench.remote(profile, torch.zeros(1, 1, 8, 8), None)
     backend = BenchLatency(bench)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3))
     first = backend.latency(model)
@@ -124,8 +124,7 @@ def test_a_restarted_bench_releases_what_the_old_one_held(local_ray):
 def test_a_hung_bench_is_restarted_and_answers(local_ray, settings_for):
     gate = CoreGate.options(name="hung-gate").remote()  # noqa: F841 (the handle keeps it alive)
     bench = Bench.options(max_restarts=-1, max_task_retries=-1).remote(
-        _quick_profile(settings_for), (1, 8, 8),
-                                                  "hung-gate")
+        _quick_profile(settings_for), torch.zeros(1, 1, 8, 8), "hung-gate")
     hung = ray.get(bench.pid.remote())
     os.kill(hung, signal.SIGSTOP)  # the device stops answering
     started = time.monotonic()
@@ -137,7 +136,7 @@ def test_a_hung_bench_is_restarted_and_answers(local_ray, settings_for):
 
 
 def test_a_bench_that_is_gone_fails_the_call_with_the_reason(local_ray, settings_for):
-    bench = Bench.remote(_quick_profile(settings_for), (1, 8, 8), None)
+    bench = Bench.remote(_quick_profile(settings_for), torch.zeros(1, 1, 8, 8), None)
     ray.get(bench.node_id.remote())
     ray.kill(bench, no_restart=True)  # the device left for good
     started = time.monotonic()
@@ -149,7 +148,7 @@ def test_a_bench_that_is_gone_fails_the_call_with_the_reason(local_ray, settings
 
 def test_a_crashed_bench_is_restarted_by_ray_and_answers(local_ray, settings_for):
     bench = Bench.options(max_restarts=-1, max_task_retries=-1).remote(
-        _quick_profile(settings_for), (1, 8, 8), None)
+        _quick_profile(settings_for), torch.zeros(1, 1, 8, 8), None)
     crashed = ray.get(bench.pid.remote())
     os.kill(crashed, signal.SIGKILL)
     result = BenchLatency(bench, timeout_s=30, attempts=1).latency(torch.nn.Conv2d(1, 8, 3))
@@ -159,12 +158,12 @@ def test_a_crashed_bench_is_restarted_by_ray_and_answers(local_ray, settings_for
 
 def test_a_bench_whose_device_never_appears_stops_the_study_in_time(local_ray, settings_for):
     from autoprune.errors import StudyFailed
-    from autoprune.search.runner import _bench_node
+    from autoprune.search.latency_plan import _bench_node
 
     profile = _quick_profile(settings_for)
     profile = dataclasses.replace(profile, measure=dataclasses.replace(profile.measure,
                                                                        timeout_s=2))
-    bench = Bench.options(resources={"jetson": 1}).remote(profile, (1, 8, 8), None)
+    bench = Bench.options(resources={"jetson": 1}).remote(profile, torch.zeros(1, 1, 8, 8), None)
     with pytest.raises(StudyFailed, match="did not start within 2 s"):
         _bench_node(bench, profile)
     ray.kill(bench)

@@ -15,6 +15,7 @@ from autoprune.hardware import Latency, MeasuredLatency, architecture_key, measu
 from autoprune.hardware import measure as measure_module
 
 SHAPE = (1, 16, 16)
+EXAMPLE = torch.zeros(1, *SHAPE)  # one example's input
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _net(width: int = 8, seed: int = 0) -> nn.Module:
 
 
 def test_measurement_statistics_are_sane(cpu: HardwareProfile) -> None:
-    latency = measure_latency(_net(), SHAPE, cpu)
+    latency = measure_latency(_net(), EXAMPLE, cpu)
     assert latency.source == "measured"
     assert latency.device == "cpu"
     assert latency.median_ms > 0
@@ -41,14 +42,14 @@ def test_measurement_statistics_are_sane(cpu: HardwareProfile) -> None:
 
 def test_measurement_restores_thread_count(cpu: HardwareProfile) -> None:
     before = torch.get_num_threads()
-    measure_latency(_net(), SHAPE, dataclasses.replace(cpu, threads=1))
+    measure_latency(_net(), EXAMPLE, dataclasses.replace(cpu, threads=1))
     assert torch.get_num_threads() == before
 
 
 def test_measurement_leaves_the_model_alone(cpu: HardwareProfile) -> None:
     model = _net().train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    measure_latency(model, SHAPE, cpu)
+    measure_latency(model, EXAMPLE, cpu)
     assert model.training
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
@@ -56,7 +57,7 @@ def test_measurement_leaves_the_model_alone(cpu: HardwareProfile) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_profile_without_cuda_raises(cpu: HardwareProfile) -> None:
     with pytest.raises(RuntimeError, match="CUDA"):
-        measure_latency(_net(), SHAPE, dataclasses.replace(cpu, device="cuda"))
+        measure_latency(_net(), EXAMPLE, dataclasses.replace(cpu, device="cuda"))
 
 
 def test_architecture_key_depends_on_shapes_not_weights() -> None:
@@ -87,7 +88,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:
 def test_identical_architectures_are_measured_once(
     cpu: HardwareProfile, counted: list[nn.Module]
 ) -> None:
-    backend = MeasuredLatency(cpu, SHAPE)
+    backend = MeasuredLatency(cpu, EXAMPLE)
     first = backend.latency(_net(8, seed=0))
     second = backend.latency(_net(8, seed=1))  # same shapes, other weights
     assert len(counted) == 1
@@ -97,14 +98,14 @@ def test_identical_architectures_are_measured_once(
 def test_different_architectures_are_measured_separately(
     cpu: HardwareProfile, counted: list[nn.Module]
 ) -> None:
-    backend = MeasuredLatency(cpu, SHAPE)
+    backend = MeasuredLatency(cpu, EXAMPLE)
     narrow, wide = backend.latency(_net(8)), backend.latency(_net(16))
     assert len(counted) == 2
     assert narrow != wide
 
 
 def test_real_backend_caches_a_real_measurement(cpu: HardwareProfile) -> None:
-    backend = MeasuredLatency(cpu, SHAPE)
+    backend = MeasuredLatency(cpu, EXAMPLE)
     assert backend.source == "measured"
     first = backend.latency(_net(8, seed=0))
     assert backend.latency(_net(8, seed=1)) is first
@@ -125,25 +126,25 @@ class _Counting(nn.Module):
 def test_warm_up_lasts_at_least_warmup_s(cpu: HardwareProfile) -> None:
     timed = cpu.measure.repeats * cpu.measure.number
     _Counting.calls = 0
-    measure_latency(_Counting(), SHAPE, cpu)
+    measure_latency(_Counting(), EXAMPLE, cpu)
     by_count = _Counting.calls - timed
     assert by_count == cpu.measure.warmup
     _Counting.calls = 0
     slow = dataclasses.replace(cpu, measure=dataclasses.replace(cpu.measure, warmup_s=0.2))
-    measure_latency(_Counting(), SHAPE, slow)
+    measure_latency(_Counting(), EXAMPLE, slow)
     assert _Counting.calls - timed > 10 * by_count  # kept warming up for 0.2 s, not 1 pass
 
 
 def test_onnxruntime_backend_measures_the_exported_model(cpu: HardwareProfile) -> None:
     profile = dataclasses.replace(cpu, backend="onnxruntime")
-    latency = measure_latency(_net(), SHAPE, profile)
+    latency = measure_latency(_net(), EXAMPLE, profile)
     assert latency.source == "measured"
     assert latency.device.startswith("cpu (onnxruntime ")
     assert latency.median_ms > 0 and latency.p90_ms >= latency.median_ms
     # Same architecture, other backend: cached apart.
-    backend = MeasuredLatency(profile, SHAPE)
+    backend = MeasuredLatency(profile, EXAMPLE)
     assert backend.latency(_net()).device == latency.device
-    assert MeasuredLatency(cpu, SHAPE).latency(_net()).device == "cpu"
+    assert MeasuredLatency(cpu, EXAMPLE).latency(_net()).device == "cpu"
 
 
 def test_int8_model_is_refused_by_the_onnxruntime_backend(cpu: HardwareProfile) -> None:
@@ -151,4 +152,4 @@ def test_int8_model_is_refused_by_the_onnxruntime_backend(cpu: HardwareProfile) 
 
     profile = dataclasses.replace(cpu, backend="onnxruntime")
     with pytest.raises(RuntimeError, match="torch backend only"):
-        measure_latency(quantize_int8(_net(), torch.randn(8, *SHAPE)), SHAPE, profile)
+        measure_latency(quantize_int8(_net(), torch.randn(8, *SHAPE)), EXAMPLE, profile)

@@ -31,7 +31,7 @@ def _conv(channels: int) -> nn.Module:
 
 
 def _predict_ms(channels: int, profile: HardwareProfile) -> float:
-    return predict_latency(_conv(channels), (channels, SIDE, SIDE), profile).median_ms
+    return predict_latency(_conv(channels), torch.zeros(1, channels, SIDE, SIDE), profile).median_ms
 
 
 def _compute_ms(channels: int, profile: HardwareProfile) -> float:
@@ -80,12 +80,12 @@ def test_convolution_and_linear_are_recorded_as_compute_kernels(
     jetson: HardwareProfile,
 ) -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
-    ops = [k.op for k in record_kernels(model, (3, 8, 8), jetson)]
+    ops = [k.op for k in record_kernels(model, torch.zeros(1, 3, 8, 8), jetson)]
     assert ops == ["conv", "gemm"]
 
 
 def test_prediction_is_labelled_predicted(jetson: HardwareProfile) -> None:
-    latency = predict_latency(_conv(16), (16, SIDE, SIDE), jetson)
+    latency = predict_latency(_conv(16), torch.zeros(1, 16, SIDE, SIDE), jetson)
     assert latency.source == "predicted"
     assert latency.median_ms > 0
     assert latency.p90_ms == latency.median_ms
@@ -94,16 +94,17 @@ def test_prediction_is_labelled_predicted(jetson: HardwareProfile) -> None:
 
 
 def test_backend_gives_the_same_prediction(jetson: HardwareProfile) -> None:
-    backend = PredictedLatency(jetson, (16, SIDE, SIDE))
+    backend = PredictedLatency(jetson, torch.zeros(1, 16, SIDE, SIDE))
     assert backend.source == "predicted"
-    assert backend.latency(_conv(16)) == predict_latency(_conv(16), (16, SIDE, SIDE), jetson)
+    x = torch.zeros(1, 16, SIDE, SIDE)
+    assert backend.latency(_conv(16)) == predict_latency(_conv(16), x, jetson)
 
 
 def test_fusible_elementwise_ops_cost_nothing_when_fused(jetson: HardwareProfile) -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(16, 16, 3, padding=1)
     fused = nn.Sequential(conv, nn.BatchNorm2d(16), nn.ReLU())
-    shape = (16, SIDE, SIDE)
+    shape = torch.zeros(1, 16, SIDE, SIDE)
     assert predict_latency(fused, shape, jetson) == predict_latency(nn.Sequential(conv), shape,
                                                                      jetson)
     unfused = dataclasses.replace(
@@ -120,7 +121,7 @@ def test_channel_pruning_lowers_the_prediction(jetson: HardwareProfile) -> None:
     policy = Policy.uniform([g.id for g in groups if g.kind == "conv"], "channel", 0.5)
     pruned = apply_policy(model, policy, groups, example,
                           PruneSettings(alignment=jetson.alignment)).model
-    shape = (1, 16, 16)
+    shape = torch.zeros(1, 1, 16, 16)
     assert (predict_latency(pruned, shape, jetson).median_ms
             < predict_latency(model, shape, jetson).median_ms)
 
@@ -128,7 +129,7 @@ def test_channel_pruning_lowers_the_prediction(jetson: HardwareProfile) -> None:
 def test_profile_without_roofline_raises(jetson: HardwareProfile) -> None:
     profile = dataclasses.replace(jetson, roofline=None)
     with pytest.raises(ValueError, match="roofline"):
-        predict_latency(_conv(8), (8, SIDE, SIDE), profile)
+        predict_latency(_conv(8), torch.zeros(1, 8, SIDE, SIDE), profile)
 
 
 def test_depthwise_convolutions_and_attention_are_their_own_kernels(
@@ -140,7 +141,7 @@ def test_depthwise_convolutions_and_attention_are_their_own_kernels(
             return nn.functional.scaled_dot_product_attention(q, q, q)
 
     model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), Attend())
-    kernels = record_kernels(model, (8, 8, 8), jetson)
+    kernels = record_kernels(model, torch.zeros(1, 8, 8, 8), jetson)
     assert [k.op for k in kernels] == ["dwconv", "attention"]
     # 8 channels x 64 outputs x 9 taps; Q K^T and the weighted sum over 64 x 64 pairs.
     assert kernels[0].flops == 2 * jetson.batch_size * 64 * 8 * 9

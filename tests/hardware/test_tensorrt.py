@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from autoprune.cli import compose
@@ -39,6 +40,8 @@ def jetson():
                                                     "hardware.backend=tensorrt"])).hardware
     return dataclasses.replace(profile, mode="measure")
 
+X = torch.zeros(1, 1, 16, 16)  # one example's input
+
 
 def test_block_times_average_consecutive_inferences():
     records = [{"computeMs": v} for v in (1, 3, 2, 2, 5, 5, 9)]
@@ -60,7 +63,7 @@ def test_command_builds_in_the_profiles_precision_and_times_compute_only(jetson)
 def test_without_trtexec_the_backend_says_what_is_missing(jetson, monkeypatch):
     monkeypatch.setattr(tensorrt, "find_trtexec", lambda: None)
     with pytest.raises(RuntimeError, match="needs TensorRT's trtexec on PATH"):
-        tensorrt.trtexec_blocks(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 16, 16), jetson)
+        tensorrt.trtexec_blocks(nn.Sequential(nn.Conv2d(1, 4, 3)), X, jetson)
     ok, why = measurable_here(jetson)
     assert not ok and ("trtexec" in why or "not available" in why)
 
@@ -72,8 +75,7 @@ def test_timings_come_from_trtexec_exported_times(jetson, tmp_path, monkeypatch)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert tensorrt.find_trtexec() == str(script)
-    blocks, device = tensorrt.trtexec_blocks(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 16, 16),
-                                             jetson)
+    blocks, device = tensorrt.trtexec_blocks(nn.Sequential(nn.Conv2d(1, 4, 3)), X, jetson)
     assert len(blocks) == jetson.measure.repeats
     # One slow inference (2 ms, the rest 1 ms) in every 20; a block of `number` (50) inferences
     # holds two or three of them.

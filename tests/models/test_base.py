@@ -10,34 +10,38 @@ import pytest
 import torch
 from torch import nn
 
-from autoprune.config import DataConfig, FinetuneConfig, ModelConfig
+from autoprune.config import DataConfig, ModelConfig
 from autoprune.data import DataSplits
 from autoprune.errors import UserError
 from autoprune.models import build_model
 from autoprune.models.base import load_checkpoint, prepare_base_model
 from autoprune.models.resnet import ResNet
+from autoprune.training import TrainSpec
+from tests.conftest import classification
 
 MODEL = ModelConfig(name="resnet", target="autoprune.models.resnet.ResNet", checkpoint=None,
                     kwargs={"num_classes": 10, "in_channels": 1, "width": 4,
                             "blocks_per_stage": 1})
 DATA = DataConfig(name="digits", resolution=8, in_channels=1, num_classes=10,
                   val_fraction=0.2, test_fraction=0.2, split_seed=0)
-FINETUNE = FinetuneConfig(epochs=1, lr=0.02, batch_size=32, momentum=0.9, weight_decay=5e-4,
-                          bn_recalibration_batches=2, base_epochs=1, base_lr=0.05)
-
 
 @pytest.fixture(scope="module")
 def data() -> DataSplits:
+    from torch.utils.data import TensorDataset
+
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1, 8, 8, generator=generator)
     y = torch.arange(64) % 10
-    return DataSplits(x, y, x[:16], y[:16], x[:16], y[:16], num_classes=10)
+    return DataSplits(TensorDataset(x, y), TensorDataset(x[:16], y[:16]),
+                      TensorDataset(x[:16], y[:16]), fingerprint="random-64")
 
 
 def _prepare(data: DataSplits, cache: Path, model: ModelConfig = MODEL, seed: int = 0,
              messages: list[str] | None = None):  # noqa: ANN202
     announce = (messages if messages is not None else []).append
-    return prepare_base_model(model, DATA, FINETUNE, data, seed, str(cache), announce=announce)
+    spec = TrainSpec(steps=2, lr=0.05, seed=seed)
+    return prepare_base_model(model, DATA, spec, classification(data, 32), str(cache),
+                              announce=announce)
 
 
 def _same_state(a: nn.Module, b: nn.Module) -> bool:
@@ -82,6 +86,18 @@ def test_other_seed_or_model_gets_its_own_cache_entry(data: DataSplits, tmp_path
     other_model = _prepare(data, tmp_path, model=wider)
     assert other_seed.source == other_model.source == "trained"
     assert len({base.path, other_seed.path, other_model.path}) == 3
+
+
+def test_pretrained_weights_are_used_as_the_factory_gives_them(data: DataSplits,
+                                                               tmp_path: Path) -> None:
+    messages: list[str] = []
+    torch.manual_seed(5)
+    base = _prepare(data, tmp_path / "cache", model=dataclasses.replace(MODEL, pretrained=True),
+                    messages=messages)
+    assert base.source == "pretrained" and messages == []
+    assert not (tmp_path / "cache").exists()
+    torch.manual_seed(5)
+    assert _same_state(base.model, build_model(MODEL)), "the factory's weights, untouched"
 
 
 def test_checkpoint_is_loaded_instead_of_training(data: DataSplits, tmp_path: Path) -> None:
@@ -196,16 +212,21 @@ def test_build_model_wraps_factory_errors() -> None:
 
 
 def test_cache_key_follows_the_data_contents_not_just_the_config():
-    from autoprune.config import DataConfig, ModelConfig
     from autoprune.data.splits import split_arrays
     from autoprune.models.base import cache_key
-    from autoprune.training import TrainSpec
 
     model = ModelConfig("m", "autoprune.models.resnet.ResNet", None, {"width": 8})
-    data = DataConfig("arrays", 16, 1, 10, 0.2, 0.2, 0, path="same.npz")
-    spec = TrainSpec(epochs=1, lr=0.1)
+    data = DataConfig("arrays", 0.2, 0.2, 0, 16, 1, 10, path="same.npz")
+    spec = TrainSpec(steps=10, lr=0.1)
     labels = np.arange(100) % 10
-    one = split_arrays(np.zeros((100, 1, 16, 16)), labels, 0.2, 0.2, 0)
-    other = split_arrays(np.ones((100, 1, 16, 16)), labels, 0.2, 0.2, 0)
-    assert cache_key(model, data, spec, one) == cache_key(model, data, spec, one)
-    assert cache_key(model, data, spec, one) != cache_key(model, data, spec, other)
+    one = split_arrays(np.zeros((100, 1, 16, 16)), labels, 0.2, 0.2, 0).fingerprint
+    other = split_arrays(np.ones((100, 1, 16, 16)), labels, 0.2, 0.2, 0).fingerprint
+
+    def key(fingerprint: str, batch: int = 64, task: str = "C") -> str:
+        return cache_key(model, data, spec, task, fingerprint, batch)
+
+    assert key(one) == key(one)
+    assert key(one) != key(other)
+    assert key(one) != key(one, batch=32) and key(one) != key(one, task="L")
+    workers = dataclasses.replace(data, num_workers=4)
+    assert cache_key(model, workers, spec, "C", one, 64) == key(one)

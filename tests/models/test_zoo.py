@@ -36,30 +36,39 @@ def test_resnet_depths_differ_in_blocks():
     assert depths == {"resnet8": 8, "resnet": 14, "resnet20": 20}
 
 
+LANGUAGE_MODELS = ("gpt",)
+
+
 @pytest.fixture(scope="module", params=ZOO)
 def zoo_model(request):
-    settings = make_settings(f"model={request.param}")
+    """(name, model, two inputs, output shape on them) on the model's default data."""
     torch.manual_seed(0)
+    if request.param in LANGUAGE_MODELS:
+        settings = make_settings("task=language_model", f"model={request.param}")
+        context = settings.data.context
+        return (request.param, build_model(settings.model).eval(),
+                torch.randint(0, 256, (2, context)), (2, context, 256))
+    settings = make_settings(f"model={request.param}")
     model = build_model(settings.model).eval()
     x = torch.randn(2, settings.data.in_channels, settings.data.resolution,
                     settings.data.resolution)
-    return request.param, model, x
+    return request.param, model, x, (2, 10)
 
 
-def test_builds_and_classifies_the_default_data(zoo_model):
-    _, model, x = zoo_model
-    assert model(x).shape == (2, 10)
+def test_builds_and_answers_the_default_data(zoo_model):
+    _, model, x, shape = zoo_model
+    assert model(x).shape == shape
 
 
 def test_channel_policy_removes_work_and_keeps_aligned_shapes(zoo_model):
-    _, model, x = zoo_model
+    _, model, x, shape = zoo_model
     groups = find_groups(model, x[:1])
     assert groups, "every zoo model has prunable groups"
     structured = {"conv": "channel", "linear": "neuron", "attention": "head"}
     policy = Policy({g.id: Decision(structured[g.kind], 0.5) for g in groups
                      if g.kind in structured})
     pruned = apply_policy(model, policy, groups, x[:1], PruneSettings(alignment=8)).model
-    assert pruned(x).shape == (2, 10)
+    assert pruned(x).shape == shape
     before, after = model_stats(model, x[:1]), model_stats(pruned, x[:1])
     assert after["macs"] < 0.6 * before["macs"]
     assert after["params"] < before["params"]
@@ -71,7 +80,7 @@ def test_channel_policy_removes_work_and_keeps_aligned_shapes(zoo_model):
 
 
 def test_same_policy_same_model_bit_for_bit(zoo_model):
-    _, model, x = zoo_model
+    _, model, x, _ = zoo_model
     groups = find_groups(model, x[:1])
     # The strategies each group can take, as the search offers them (dynamic gating, for one,
     # takes only conv chains whose channels reach nothing else).
@@ -90,7 +99,7 @@ def test_same_policy_same_model_bit_for_bit(zoo_model):
 
 
 def test_classifier_is_never_a_group(zoo_model):
-    _, model, x = zoo_model
+    _, model, x, _ = zoo_model
     last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
     groups = find_groups(model, x[:1])
     assert all(last not in g.layers for g in groups)

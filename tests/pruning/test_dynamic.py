@@ -9,7 +9,9 @@ import io
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
+from autoprune.data import DataSplits
 from autoprune.errors import UserError
 from autoprune.export import export_onnx, onnx_outputs
 from autoprune.hardware.latency import architecture_key
@@ -32,6 +34,7 @@ from autoprune.pruning.strategies.dynamic import (
     onnx_static_batch,
 )
 from autoprune.training import TrainSpec, train
+from tests.conftest import classification
 
 SETTINGS = PruneSettings(alignment=4)
 X = torch.zeros(1, 1, 16, 16)
@@ -153,7 +156,9 @@ def test_fine_tuning_trains_the_gates_and_the_model_still_copies():
     gate = model.get_submodule("layer1.0.conv1").gate.fc
     before = gate.weight.detach().clone()
     x, y = inputs(64), torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(0))
-    train(model, x, y, TrainSpec(epochs=2, lr=0.05, batch_size=16))
+    split = TensorDataset(x, y)
+    train(model, classification(DataSplits(split, split, split, "x"), batch_size=16),
+          TrainSpec(steps=8, lr=0.05))
     assert not torch.equal(gate.weight, before)
     copied = copy.deepcopy(model).eval()  # no autograd graph left on the modules
     with torch.no_grad():

@@ -27,7 +27,9 @@ from autoprune.pruning import (
     find_groups,
     model_stats,
 )
+from autoprune.pruning.apply import Calibration
 from autoprune.pruning.strategies import MASK
+from autoprune.tasks import Classification
 
 INPUT_SHAPE = (1, 16, 16)
 NUM_CLASSES = 10
@@ -101,7 +103,8 @@ def ratios(strategy: str) -> tuple[float, float]:
 
 def fresh_prune(case: Case, strategy: str, ratio: float) -> nn.Module:
     policy = case.policy(strategy, ratio)
-    calibration = (case.example, torch.zeros(len(case.example), dtype=torch.long))
+    calibration = Calibration(Classification(),
+                              (case.example, torch.zeros(len(case.example), dtype=torch.long)))
     return apply_policy(case.model, policy, case.groups, case.example, SETTINGS,
                         calibration).model
 
@@ -191,10 +194,10 @@ def test_bundle_round_trip(strategy: str, model_name: str, case: Case, tmp_path)
     pruned = case.prune(strategy, ratio)
     path = tmp_path / "pruned.pt"
     save_pruned(path, pruned, base_model=case.model, model_config=model_config(model_name),
-                input_shape=INPUT_SHAPE, groups=case.groups, policy=policy, prune=SETTINGS)
+                example=case.example, groups=case.groups, policy=policy, prune=SETTINGS)
     loaded = load_pruned(path)
     assert loaded.policy == policy
-    assert loaded.input_shape == INPUT_SHAPE
+    assert torch.equal(loaded.example, case.example)
     assert architecture(loaded.model) == architecture(pruned)
     assert_same_weights(loaded.model, pruned)
     batch = batch_of_two()

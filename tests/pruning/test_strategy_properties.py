@@ -23,6 +23,7 @@ from autoprune.pruning import (
     check_groups,
     find_groups,
 )
+from autoprune.pruning.apply import Calibration
 from autoprune.pruning.attention import (
     HeadPrunedAttention,
     _as_head_pruned,
@@ -35,6 +36,7 @@ from autoprune.pruning.criteria import CRITERIA
 from autoprune.pruning.schedule import ramp
 from autoprune.pruning.strategies.lowrank import factorize
 from autoprune.pruning.strategies.nm import M, N, nm_mask
+from autoprune.tasks import Classification
 from tests.fixtures.hybrid import HybridNet
 
 EXAMPLE = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -60,7 +62,8 @@ def _prune(model: nn.Module, strategy: str, ratio: float):
     ids = [g.id for g in groups if g.id in allowed]
     assert ids, f"no group takes {strategy}"
     policy = Policy.uniform(ids, strategy, ratio)
-    result = apply_policy(model, policy, groups, EXAMPLE, calibration=(EXAMPLE, LABELS))
+    result = apply_policy(model, policy, groups, EXAMPLE,
+                          calibration=Calibration(Classification(), (EXAMPLE, LABELS)))
     return result, [g for g in groups if g.id in ids]
 
 
@@ -338,7 +341,8 @@ def _criterion_prune(model: nn.Module, criterion: str, calibration) -> nn.Module
 def test_criteria_keep_the_same_count_but_choose_differently() -> None:
     model = _build(ResNet, width=8, blocks_per_stage=1)
     channels = model.get_submodule(CRITERION_GROUP).out_channels
-    calibration = (torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3]))
+    calibration = Calibration(Classification(),
+                              (torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])))
     kept = {}
     for criterion in CRITERIA:
         pruned = _criterion_prune(model, criterion, calibration)

@@ -56,7 +56,7 @@ def test_latency_table_of_a_real_model_is_monotone_and_predicted():
     choices = {g.id: ("channel",) for g in groups if g.kind == "conv"}
     groups = [g for g in groups if g.id in choices]
     table = group_features(model, groups, choices, 0.75, x, PruneSettings(8),
-                           lambda m: predict_latency(m, (1, 16, 16), jetson).median_ms, 4)
+                           lambda m: predict_latency(m, x, jetson).median_ms, 4)
     assert [f.gid for f in table] == [g.id for g in groups]
     for f in table:
         assert f.strategy == "channel" and f.saved[0] == 0.0
@@ -65,8 +65,8 @@ def test_latency_table_of_a_real_model_is_monotone_and_predicted():
     first = table[0]
     pruned = apply_policy(model, Policy.uniform([first.gid], "channel", 0.75), groups, x,
                           PruneSettings(8)).model
-    base_ms = predict_latency(model, (1, 16, 16), jetson).median_ms
-    alone = 1 - predict_latency(pruned, (1, 16, 16), jetson).median_ms / base_ms
+    base_ms = predict_latency(model, x, jetson).median_ms
+    alone = 1 - predict_latency(pruned, x, jetson).median_ms / base_ms
     assert first.saved[-1] >= max(alone, 0.0) - 1e-12
 
 

@@ -7,9 +7,18 @@ import math
 import optuna
 import pytest
 
-from autoprune.search.runner import EarlyStop, StudySearch
+from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP, EarlyStop
 from autoprune.search.samplers import CONSTRAINTS_ATTR, Constraints
 from autoprune.search.space import PolicySpace
+from autoprune.search.tune_search import StudySearch
+from autoprune.tasks import Objective
+
+ACCURACY = Objective("accuracy", "maximize")
+PERPLEXITY = Objective("perplexity", "minimize")
+
+
+def result(step: int, value: float, ms: float) -> dict:
+    return {CHECK_STEP: step, CHECK_METRIC: value, CHECK_LATENCY: ms}
 
 
 def searcher(constraints: Constraints | None = None, stopper: EarlyStop | None = None
@@ -18,7 +27,7 @@ def searcher(constraints: Constraints | None = None, stopper: EarlyStop | None =
     return StudySearch(space=space, metric=["accuracy", "latency_ms"], mode=["max", "min"],
                        sampler=optuna.samplers.RandomSampler(seed=0), study_name="unit-test",
                        constraints=constraints or Constraints(),
-                       stopper=stopper or EarlyStop(True, 0.1, 2))
+                       stopper=stopper or EarlyStop(True, 0.1, 2, ACCURACY))
 
 
 @pytest.mark.parametrize(
@@ -50,7 +59,7 @@ def test_good_trials_complete_with_both_objectives():
 
 
 def test_completed_trials_carry_their_constraint_values():
-    search = searcher(Constraints(max_latency_ms=1.0, min_accuracy=0.95))
+    search = searcher(Constraints(max_latency_ms=1.0, metric_bound=0.95))
     search.suggest("t1")
     search.on_trial_complete("t1", result={"accuracy": 0.9, "latency_ms": 1.5})
     trial = search._ot_study.trials[0]
@@ -59,31 +68,39 @@ def test_completed_trials_carry_their_constraint_values():
 
 
 def test_a_trial_stopped_early_is_pruned_in_optuna():
-    stopper = EarlyStop(True, 0.1, 2)
+    stopper = EarlyStop(True, 0.1, 2, ACCURACY)
     search = searcher(stopper=stopper)
     search.suggest("t0")
-    assert not stopper("t0", {"epoch": 1, "epoch_accuracy": 0.9, "epoch_latency_ms": 1.0})
+    assert not stopper("t0", result(1, 0.9, 1.0))
     stopper.finish("t0", 1.0)
     search.suggest("t1")
-    midway = {"epoch": 1, "epoch_accuracy": 0.5, "epoch_latency_ms": 1.2}
+    midway = result(1, 0.5, 1.2)
     assert stopper("t1", midway)
     search.on_trial_complete("t1", result=midway)
     trial = search._ot_study.trials[1]
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.values is None
 
 
-def test_early_stopping_compares_trials_at_the_same_epoch():
-    stop = EarlyStop(True, 0.1, 4)  # decides after epoch 2 of 4
-    result = lambda epoch, acc, ms: {"epoch": epoch, "epoch_accuracy": acc,  # noqa: E731
-                                     "epoch_latency_ms": ms}
+def test_early_stopping_compares_trials_at_the_same_step():
+    stop = EarlyStop(True, 0.1, 4, ACCURACY)  # decides after step 2 of 4
     assert not stop("a", result(2, 0.80, 1.0))  # nothing finished yet
     stop.finish("a", 1.0)
-    assert not stop("b", result(1, 0.10, 1.2))  # not the deciding epoch
-    assert stop("b", result(2, 0.60, 1.2))  # slower and far behind at the same epoch
+    assert not stop("b", result(1, 0.10, 1.2))  # not the deciding step
+    assert stop("b", result(2, 0.60, 1.2))  # slower and far behind at the same step
     assert "at least as fast had 80.00%" in stop.stopped["b"]
     assert not stop("c", result(2, 0.60, 0.9))  # faster: may still be on the front
-    assert not stop("d", result(2, 0.75, 1.2))  # within the margin
+    assert not stop("d", result(2, 0.75, 1.2))  # within the (relative) margin
     stop.finish("never-reported-midway", 0.1)  # trials without a midway result are no reference
     assert not stop("e", result(2, 0.75, 1.2))
-    assert not EarlyStop(True, 0.1, 1).enabled  # one epoch: no halfway point
-    assert not EarlyStop(False, 0.1, 4)("x", result(2, 0.0, 9.0))
+    assert not EarlyStop(True, 0.1, 1, ACCURACY).enabled  # one step: no halfway point
+    assert not EarlyStop(False, 0.1, 4, ACCURACY)("x", result(2, 0.0, 9.0))
+
+
+def test_early_stopping_of_a_minimised_metric_stops_the_higher_values():
+    stop = EarlyStop(True, 0.1, 10, PERPLEXITY)
+    assert not stop("a", result(5, 5.0, 1.0))
+    stop.finish("a", 1.0)
+    assert stop("b", result(5, 6.0, 1.2))  # 20% higher perplexity, no faster
+    assert "perplexity 6 at 1.200 ms" in stop.stopped["b"]
+    assert not stop("c", result(5, 5.4, 1.2))  # 8% higher: within the margin
+    assert not stop("d", result(5, 4.0, 1.2))  # better

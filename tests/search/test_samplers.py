@@ -18,9 +18,12 @@ from autoprune.search.samplers import (
     resolve_constraints,
 )
 from autoprune.search.space import PolicySpace
+from autoprune.tasks import Objective
 
 SPACE = PolicySpace({"a.conv": ("channel", "lowrank"), "b.fc": ("neuron",),
                      "c.block": ("layer",)}, 0.0, 0.75, 0.05)
+
+ACCURACY = Objective("accuracy", "maximize")
 
 
 def search_config(name: str, *overrides: str):
@@ -102,8 +105,8 @@ def test_uniform_sweeps_one_ratio_for_every_group_over_the_budget():
 
 def test_relative_accuracy_floor_is_resolved_against_the_base():
     cfg = search_config("tpe", "search.max_accuracy_drop=0.02", "search.max_latency_ms=3")
-    limits = resolve_constraints(cfg, base_accuracy=0.95)
-    assert limits.min_accuracy == pytest.approx(0.93)
+    limits = resolve_constraints(cfg, 0.95, ACCURACY)
+    assert limits.metric_bound == pytest.approx(0.93)
     assert limits.values(0.94, 2.0) == pytest.approx([-1.0, -0.01])
     assert limits.met(0.94, 2.0) and not limits.met(0.92, 2.0) and not limits.met(0.94, 3.5)
     assert not Constraints() and Constraints().met(0.0, 1e9)
@@ -135,3 +138,24 @@ def test_constrained_tpe_steers_towards_the_feasible_region():
         return sum(t.params["x"] <= 0.2 for t in study.trials[10:])
 
     assert run(constraint_values) > run(None) + 10
+
+
+def test_a_drop_of_a_minimised_metric_is_a_ceiling():
+    perplexity = Objective("perplexity", "minimize")
+    cfg = search_config("tpe", "search.max_relative_drop=0.05")
+    limits = resolve_constraints(cfg, 4.0, perplexity)
+    assert limits.metric_bound == pytest.approx(4.2)
+    assert limits.met(4.1, 1.0) and not limits.met(4.3, 1.0)
+    assert limits.values(4.3, 1.0) == pytest.approx([0.1])
+    assert "perplexity <= 4.2" in limits.describe()
+    absolute = resolve_constraints(search_config("tpe", "search.max_drop=0.5"), 4.0, perplexity)
+    assert absolute.metric_bound == pytest.approx(4.5)
+    limit = resolve_constraints(search_config("tpe", "search.metric_limit=6"), 4.0, perplexity)
+    assert limit.metric_bound == 6.0
+
+
+def test_accuracy_limits_are_refused_for_another_metric():
+    with pytest.raises(UserError, match="search.max_accuracy_drop limits accuracy, and this "
+                                        "task's metric is perplexity: use search.max_drop"):
+        resolve_constraints(search_config("tpe", "search.max_accuracy_drop=0.01"), 4.0,
+                            Objective("perplexity", "minimize"))

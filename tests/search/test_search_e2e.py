@@ -17,7 +17,7 @@ from tests.fixtures.processes import env
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
-    "search.n_trials=4", "search.concurrency=2", "finetune.epochs=1", "finetune.base_epochs=2",
+    "search.n_trials=4", "search.concurrency=2", "finetune.steps=17", "finetune.base_steps=34",
     "hardware.measure.warmup=3", "hardware.measure.repeats=5", "hardware.measure.number=5",
 ]
 SMALL_RESNET = ["model.width=16", "model.blocks_per_stage=1"]

@@ -7,6 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from autoprune.errors import UserError
 from autoprune.search.records import TrialRecord
+from autoprune.tasks import Objective
 from autoprune.tracking.mlflow import StudyTracker, check_reachable, flatten
 
 
@@ -32,7 +33,7 @@ def test_unusable_tracking_uris_are_user_errors(uri, message, monkeypatch):
 
 def test_study_and_trial_runs_follow_the_schema(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = StudyTracker(uri, "unit")
+    tracker = StudyTracker(uri, "unit", Objective("accuracy", "maximize"))
     run_id = tracker.start_study("s-1", "cpu", {"search": {"n_trials": 2}}, {"extra": "x"})
     tracker.log_metrics({"base_accuracy": 0.9, "base_latency_ms": 2.0})
     good = TrialRecord(0, {"g.ratio": 0.5, "g.strategy": "channel"}, "complete",
@@ -41,18 +42,21 @@ def test_study_and_trial_runs_follow_the_schema(tmp_path):
                       latency_source="measured", error="TrialFailed: diverged")
     tracker.log_trial(good, "s-1")
     tracker.log_trial(bad, "s-1")
-    tracker.mark_pareto(good, 0.85)
+    tracker.mark_pareto(good, {"test_accuracy": 0.85})
     tracker.finish()
 
     client = MlflowClient(uri)
     study = client.get_run(run_id)
     assert study.data.tags["role"] == "study" and study.data.tags["hardware"] == "cpu"
+    assert study.data.tags["objective_metric"] == "accuracy"
+    assert study.data.tags["objective_direction"] == "maximize"
     assert study.data.params["search.n_trials"] == "2"
     assert study.data.metrics["base_latency_ms"] == 2.0
     assert study.info.status == "FINISHED"
     trials = {r.data.tags["trial_number"]: r for r in client.search_runs(
         [study.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")}
     assert trials["0"].data.tags["pareto"] == "true"
+    assert trials["0"].data.tags["objective_metric"] == "accuracy"
     assert trials["0"].data.metrics["test_accuracy"] == 0.85
     assert trials["0"].data.params["g.strategy"] == "channel"
     assert trials["0"].info.status == "FINISHED"

@@ -1,0 +1,1 @@
+"""Examples of what users bring: a task, data and a model of their own."""
