@@ -18,7 +18,14 @@ from autoprune.search.latency_plan import LatencyPlan
 from autoprune.search.pareto import front_records
 from autoprune.search.records import INTERRUPTED, TrialRecord
 from autoprune.search.space import PolicySpace
-from autoprune.search.trainable import PROGRESS_LOSS, PROGRESS_STEP, PROGRESS_STEPS, TRIAL_METRICS
+from autoprune.search.trainable import (
+    FINISHED,
+    PROGRESS_LOSS,
+    PROGRESS_STEP,
+    PROGRESS_STEPS,
+    STARTED,
+    TRIAL_METRICS,
+)
 from autoprune.search.tune_search import StudySearch
 
 WORKER_DIED = ("WorkerDied: the trial's worker process died (killed, or out of memory) "
@@ -131,7 +138,7 @@ class StudyCallback(tune.Callback):
             trial, "complete", metrics={k: float(v) for k, v in result[TRIAL_METRICS].items()},
             latency_source=str(result.get("latency_source", "")), strategies=policy.used(),
             weights_key=trial.trial_id, feasible=self.searcher.constraints.met(*values),
-            tags=tags))
+            tags=tags, started=result.get(STARTED), finished=result.get(FINISHED)))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.gate is not None:  # a worker that died may have held the core gate

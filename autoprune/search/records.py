@@ -28,3 +28,5 @@ class TrialRecord:
     feasible: bool = True  # meets the study's constraints (complete trials only)
     run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)  # where it trained (device, GPU ids)
+    started: float | None = None  # when the trial started and finished (time.time())
+    finished: float | None = None

@@ -26,6 +26,7 @@ from autoprune.workload import Loading, Workload
 # Keys of the results a trial reports while it fine-tunes, and of its final result.
 PROGRESS_STEP, PROGRESS_STEPS, PROGRESS_LOSS = "progress_step", "progress_steps", "progress_loss"
 TRIAL_METRICS = "trial_metrics"
+STARTED, FINISHED = "trial_started", "trial_finished"
 PROGRESS_EVERY_S = 2.0
 
 
@@ -72,6 +73,7 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
     metrics; the fine-tuned weights go to the driver's weight store."""
     from autoprune.hardware.bench import TrainingGuard
 
+    started = time.time()
     torch.set_num_threads(context.threads)
     policy = Policy.from_params(context.space.complete(config))
     trial_id = tune.get_context().get_trial_id()
@@ -103,4 +105,4 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
     tune.report({context.task.metric: report[context.task.metric],
                  "latency_ms": report["latency_ms"], TRIAL_METRICS: report,
                  "latency_source": result.latency.source, "device": str(device),
-                 "gpu_ids": gpu_ids})
+                 "gpu_ids": gpu_ids, STARTED: started, FINISHED: time.time()})

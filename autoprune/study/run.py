@@ -18,7 +18,7 @@ import yaml
 
 from autoprune import __version__, specs
 from autoprune.config import Settings
-from autoprune.errors import StudyFailed, UserError
+from autoprune.errors import StudyFailed, TrialFailed, UserError
 from autoprune.hardware.bench import BenchUnavailable
 from autoprune.hardware.latency import settled_latency
 from autoprune.search.objective import TrialSettings
@@ -51,6 +51,12 @@ def _checks(settings: Settings) -> None:
     if cache.exists() and not cache.is_dir():
         raise UserError(f"cache_dir {settings.cache_dir} is a file; point it at a folder")
     make_sampler(settings.search, settings.seed)  # bad sampler options fail here, not later
+    ray = settings.ray
+    if ray.address is None and ray.gpus_per_trial > 0:  # a local Ray: its GPUs are known now
+        gpus = ray.num_gpus if ray.num_gpus is not None else torch.cuda.device_count()
+        if ray.gpus_per_trial > gpus:
+            raise UserError(f"ray.gpus_per_trial={ray.gpus_per_trial:g}, but the Ray cluster "
+                            f"has {gpus:g} GPUs; use at most that, or 0 to train on CPUs")
 
 
 def _finetuned(prepared: Prepared, settings: Settings, previous: Any) -> float | None:
@@ -60,7 +66,12 @@ def _finetuned(prepared: Prepared, settings: Settings, previous: Any) -> float |
         return previous.data.metrics[name]
     if settings.finetune.steps < 1:
         return None
-    return finetuned_reference(prepared, trial_settings(settings), say)
+    try:
+        return finetuned_reference(prepared, trial_settings(settings), say)
+    except TrialFailed as exc:
+        say(f"the unpruned base did not fine-tune like a trial ({exc}); drops are measured "
+            "from the base model alone")
+        return None
 
 
 def run_study(settings: Settings, output_dir: str) -> None:

@@ -126,8 +126,9 @@ class StudyTracker:
             tags["strategies"] = ",".join(record.strategies)
         if record.error:
             tags["error"] = record.error[:5000]
+        start = int(record.started * 1000) if record.started else None
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:03d}",
-                                     tags=tags)
+                                     tags=tags, start_time=start)
         now = int(time.time() * 1000)
         self.client.log_batch(
             run.info.run_id,
@@ -135,7 +136,8 @@ class StudyTracker:
             params=[Param(k, str(v)) for k, v in sorted(record.params.items())],
         )
         status = {"complete": "FINISHED", "stopped": "KILLED"}.get(record.state, "FAILED")
-        self.client.set_terminated(run.info.run_id, status)
+        end = int(record.finished * 1000) if record.finished else None
+        self.client.set_terminated(run.info.run_id, status, end_time=end)
         record.run_id = run.info.run_id
         return run.info.run_id
 

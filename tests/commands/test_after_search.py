@@ -68,9 +68,9 @@ def test_report_prints_the_front_and_writes_markdown_and_plots(finished):
 
 @pytest.mark.slow
 def test_apply_logs_an_onnx_model_whose_accuracy_matches_and_latency_is_measured(finished):
-    from autoprune.commands.apply import onnx_test_accuracy, study_settings
+    from autoprune import specs
+    from autoprune.commands.apply import onnx_test_score, study_settings
     from autoprune.config import MeasureConfig
-    from autoprune.data import load_data
     from autoprune.export import load_pruned
     from autoprune.hardware.latency import settled_latency
     from autoprune.hardware.measure import MeasuredLatency
@@ -90,14 +90,13 @@ def test_apply_logs_an_onnx_model_whose_accuracy_matches_and_latency_is_measured
     assert {"model.onnx", "model.torchscript.pt", "pruned.pt", "policy.yaml"} <= {
         p.name for p in folder.iterdir()}
     settings = study_settings(client, study, str(finished / "cache"))
-    data = load_data(settings.data)
-    assert onnx_test_accuracy(folder / "model.onnx", data.x_test, data.y_test) == \
-        m["onnx_test_accuracy"]
+    workload = specs.workload(settings)
+    assert onnx_test_score(folder / "model.onnx", workload) == m["onnx_test_accuracy"]
     # The logged latency is an ONNX Runtime measurement of that model; the reloaded model
     # measures too. (Comparing the two numbers is a benchmark's job: this shared machine's
     # load is not the test's to control.)
     profile = dataclasses.replace(settings.hardware, backend="onnxruntime", measure=MeasureConfig())
-    again = settled_latency(MeasuredLatency(profile, data.input_shape),
+    again = settled_latency(MeasuredLatency(profile, workload.example()),
                             load_pruned(folder / "pruned.pt").model)
     assert again.source == "measured" and again.median_ms > 0 and m["onnx_latency_ms"] > 0
     assert "latency" in result.stdout and f"runs:/{run.info.run_id}/mlflow_model" in result.stdout

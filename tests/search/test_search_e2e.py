@@ -16,8 +16,11 @@ from mlflow.tracking import MlflowClient
 from tests.fixtures.processes import env
 
 ROOT = Path(__file__).resolve().parents[2]
+# Early stopping is off: with these budgets a trial may be stopped halfway, which tests of
+# other things should not have to allow for (test_hopeless_trials_are_stopped_early tests it).
 QUICK = [
     "search.n_trials=4", "search.concurrency=2", "finetune.steps=17", "finetune.base_steps=34",
+    "search.early_stop=false",
     "hardware.measure.warmup=3", "hardware.measure.repeats=5", "hardware.measure.number=5",
 ]
 SMALL_RESNET = ["model.width=16", "model.blocks_per_stage=1"]
@@ -255,3 +258,27 @@ def test_every_search_method_runs_the_same_path_and_logs_alike(tmp_path, method)
     assert states == [optuna.trial.TrialState.COMPLETE] * 3
     if method == "amc":
         assert "sensitivity warm start" in result.stdout
+
+
+@pytest.mark.slow
+def test_hopeless_trials_are_stopped_early(tmp_path):
+    """Margin 0: a trial that is behind a finished trial at least as fast, halfway through
+    its fine-tuning, stops there (random proposals, predicted latency: deterministic)."""
+    result = search(tmp_path, "hardware=jetson", "search=random", "search.n_trials=8",
+                    "search.concurrency=1", "search.seed_ratios=[]", "search.early_stop=true",
+                    "search.early_stop_margin=0.0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, study, trials = study_runs(tmp_path)
+    stopped = [t for t in trials if t.data.tags["state"] == "stopped"]
+    assert stopped, result.stdout
+    assert "stopped early: " in result.stdout and "fine-tuning steps saved" in result.stdout
+    for trial in stopped:
+        assert trial.info.status == "KILLED" and trial.data.tags["pareto"] == "false"
+        assert "a finished trial at least as fast had" in trial.data.tags["error"]
+        assert trial.data.metrics["steps"] == 8  # halfway through 17 steps
+    assert study.data.metrics["trials_stopped_early"] == len(stopped)
+    optuna_study = optuna.load_study(study_name=study.data.tags["optuna_study"],
+                                     storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    states = {t.number: t.state for t in optuna_study.trials}
+    assert all(states[int(t.data.tags["trial_number"])] == optuna.trial.TrialState.PRUNED
+               for t in stopped)
