@@ -49,18 +49,28 @@ class LatencyBackend(Protocol):
         ...
 
 
-def settled_latency(backend: LatencyBackend, model: nn.Module) -> Latency:
-    """A reference latency (every speedup divides by it): measured twice, a second apart.
+def settled_latency(backend: LatencyBackend, model: nn.Module, attempts: int = 5,
+                    gain: float = 0.02) -> Latency:
+    """A reference latency (every speedup divides by it): measured again, a second apart,
+    until a measurement is no longer more than `gain` faster than the best so far (at most
+    `attempts` measurements).
 
     A burst of other work (Ray starting, a previous study's processes exiting) can slow a whole
-    measurement evenly, which its spread does not reveal; interference only adds time, so the
-    faster of the two is kept (`refresh` keeps the faster). Predictions are returned as they are.
+    measurement evenly, which its spread does not reveal, and it can last a few seconds;
+    interference only adds time, so the fastest is kept (`refresh` keeps the faster).
+    Predictions are returned as they are.
     """
-    first = backend.latency(model)
-    if first.source != "measured":
-        return first
-    time.sleep(1.0)
-    return backend.latency(model, refresh=True)
+    best = backend.latency(model)
+    if best.source != "measured":
+        return best
+    for _ in range(attempts - 1):
+        time.sleep(1.0)
+        again = backend.latency(model, refresh=True)
+        improved = again.median_ms < (1.0 - gain) * best.median_ms
+        best = min(best, again, key=lambda latency: latency.median_ms)
+        if not improved:
+            break
+    return best
 
 
 def timing_input(example: Any, batch_size: int, random: bool = True) -> Any:

@@ -153,3 +153,36 @@ def test_int8_model_is_refused_by_the_onnxruntime_backend(cpu: HardwareProfile) 
     profile = dataclasses.replace(cpu, backend="onnxruntime")
     with pytest.raises(RuntimeError, match="torch backend only"):
         measure_latency(quantize_int8(_net(), torch.randn(8, *SHAPE)), EXAMPLE, profile)
+
+
+class _Sequence:
+    """A backend whose measurements come from a list (refresh keeps the faster, as the real
+    backends do)."""
+
+    source = "measured"
+
+    def __init__(self, values: list[float], source: str = "measured") -> None:
+        self.values, self.source, self.calls, self.best = list(values), source, 0, None
+
+    def latency(self, model: nn.Module, refresh: bool = False,
+                int8_calibration: torch.Tensor | None = None) -> Latency:
+        self.calls += 1
+        value = self.values.pop(0)
+        result = Latency(value, value, 0.01, self.source, "cpu")
+        if self.best is None or value < self.best.median_ms:
+            self.best = result
+        return self.best if refresh else result
+
+
+def test_a_reference_is_measured_until_it_stops_getting_faster(monkeypatch):
+    from autoprune.hardware.latency import settled_latency
+
+    monkeypatch.setattr("autoprune.hardware.latency.time.sleep", lambda _: None)
+    backend = _Sequence([3.0, 2.5, 2.0, 1.99, 1.0])  # Ray's start-up slowing the first three
+    assert settled_latency(backend, _net()).median_ms == 1.99 and backend.calls == 4
+    steady = _Sequence([2.0, 2.1, 1.0])
+    assert settled_latency(steady, _net()).median_ms == 2.0 and steady.calls == 2
+    capped = _Sequence([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
+    assert settled_latency(capped, _net(), attempts=3).median_ms == 3.0
+    predicted = _Sequence([1.0], source="predicted")
+    assert settled_latency(predicted, _net()).median_ms == 1.0 and predicted.calls == 1

@@ -1,0 +1,60 @@
+"""What the benchmarks share: running a search as a user would, the commit that made a
+result, and medians with their spread."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+
+
+def commit() -> str:
+    """The project's commit (`+dirty` with uncommitted changes to tracked files)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True).stdout
+    return head + ("+dirty" if dirty.strip() else "")
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def search(cwd: Path, *overrides: str) -> tuple[float, Any, list]:
+    """Run `python -m autoprune search <overrides>` in `cwd` (with its own cache); return the
+    wall time, the study run and its trial runs."""
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "autoprune", "search",
+                           f"cache_dir={cwd / 'cache'}", *overrides],
+                          cwd=cwd, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    (cwd / "search.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"search failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("autoprune")
+    study = client.search_runs([experiment.experiment_id], "tags.role = 'study'")[0]
+    trials = client.search_runs([experiment.experiment_id],
+                                f"tags.mlflow.parentRunId = '{study.info.run_id}'")
+    return wall, study, trials
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    """median [min, max] of the values that are there."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return (f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, "
+            f"{max(values):.{digits}f}]")
