@@ -46,31 +46,19 @@ def _latency(deployed: torch.nn.Module, model: torch.nn.Module, original: Settin
     return latency, onnx
 
 
-def apply_trial(settings: Settings, client: Any, study: Any, record: TrialRecord,
-                original: Settings, steps: int) -> None:
-    """Rebuild `record`'s model from the study's base model, fine-tune it for `steps`, score,
-    time, export and log it as a run nested in the study."""
-    from autoprune.commands.apply import onnx_test_score
-    from autoprune.export import export_onnx, export_torchscript, onnx_difference, save_pruned
+def _rebuild(record: TrialRecord, original: Settings, steps: int) -> tuple:
+    """The trial's model rebuilt from the study's base model and fine-tuned for `steps`:
+    (workload, base model, groups, policy, float model, deployed model)."""
     from autoprune.models.base import prepare_base_model
-    from autoprune.pruning import Policy, find_groups, model_stats
-    from autoprune.search.objective import (
-        calibration,
-        deployed_model,
-        int8_inputs,
-        prune_and_finetune,
-    )
-    from autoprune.study.provenance import git_commit, package_versions
+    from autoprune.pruning import Policy, find_groups
+    from autoprune.search.objective import deployed_model, prune_and_finetune
     from autoprune.study.run import trial_settings
-    from autoprune.training import evaluate
 
     workload = specs.workload(original)
-    name = workload.task.metric
     base = prepare_base_model(original.model, original.data,
                               specs.train_spec(original, base=True), workload,
                               original.cache_dir, print).model
-    x = workload.example()
-    groups = find_groups(base, x, original.pruning.ignore)
+    groups = find_groups(base, workload.example(), original.pruning.ignore)
     policy = Policy.from_params(record.params)
     unknown = sorted(set(policy.decisions) - {g.id for g in groups})
     if unknown:
@@ -80,43 +68,67 @@ def apply_trial(settings: Settings, client: Any, study: Any, record: TrialRecord
                                finetune=specs.train_spec(original, steps=steps))
     print(f"fine-tuning for {steps} steps", flush=True)
     model = prune_and_finetune(policy, base, groups, workload, spec).cpu()
-    deployed = deployed_model(model, policy, workload)
+    return workload, base, groups, policy, model, deployed_model(model, policy, workload)
+
+
+def _export(folder: Path, model: torch.nn.Module, deployed: torch.nn.Module, base: Any,
+            groups: list, policy: Any, workload: Any, original: Settings) -> dict[str, float]:
+    """Write TorchScript, ONNX, the bundle and the policy to `folder`; return the ONNX file's
+    own test score and its largest difference from PyTorch."""
+    from autoprune.commands.apply import onnx_test_score
+    from autoprune.export import export_onnx, export_torchscript, onnx_difference, save_pruned
+    from autoprune.search.objective import calibration, int8_inputs
+
+    x = workload.example()
+    export_torchscript(deployed, x, folder / "model.torchscript.pt")
+    export_onnx(model, x, folder / "model.onnx")
+    save_pruned(folder / "pruned.pt", model, base_model=base, model_config=original.model,
+                example=x, groups=groups, policy=policy, prune=specs.prune_settings(original),
+                calibration=int8_inputs(workload) if policy.quantize == "int8" else None,
+                prune_batch=calibration(workload))
+    (folder / "policy.yaml").write_text(policy.to_yaml())
+    name = workload.task.metric
+    return {f"onnx_test_{name}": onnx_test_score(folder / "model.onnx", workload),
+            "onnx_max_abs_diff": onnx_difference(folder / "model.onnx", model,
+                                                 workload.task.inputs(workload.items(64)))}
+
+
+def apply_trial(settings: Settings, client: Any, study: Any, record: TrialRecord,
+                original: Settings, steps: int) -> None:
+    """Rebuild `record`'s model from the study's base model, fine-tune it for `steps`, score,
+    time, export and log it as a run nested in the study."""
+    from autoprune.pruning import model_stats
+    from autoprune.study.provenance import git_commit, package_versions
+    from autoprune.training import evaluate
+
+    workload, base, groups, policy, model, deployed = _rebuild(record, original, steps)
+    name, fmt = workload.task.metric, workload.task.objective.format
     int8 = policy.quantize == "int8"
-    compute = specs.compute(original.finetune) if not int8 else \
-        dataclasses.replace(specs.compute(original.finetune), device="cpu")
+    compute = dataclasses.replace(specs.compute(original.finetune), device="cpu") if int8 \
+        else specs.compute(original.finetune)
     val = evaluate(deployed, workload, "val", False, compute)[name]
     test = evaluate(deployed, workload, "test", False, compute)[name]
     deployed.cpu()
+    x = workload.example()
     latency, onnx_latency = _latency(deployed, model, original, x, int8)
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "model"
-        export_torchscript(deployed, x, target / "model.torchscript.pt")
-        export_onnx(model, x, target / "model.onnx")
-        onnx_test = onnx_test_score(target / "model.onnx", workload)
-        save_pruned(target / "pruned.pt", model, base_model=base, model_config=original.model,
-                    example=x, groups=groups, policy=policy,
-                    prune=specs.prune_settings(original),
-                    calibration=int8_inputs(workload) if int8 else None,
-                    prune_batch=calibration(workload))
-        (target / "policy.yaml").write_text(policy.to_yaml())
-        metrics = {f"val_{name}": val, f"test_{name}": test, f"onnx_test_{name}": onnx_test,
+        onnx = _export(target, model, deployed, base, groups, policy, workload, original)
+        metrics = {f"val_{name}": val, f"test_{name}": test, **onnx,
                    "latency_ms": latency.median_ms, "latency_p90_ms": latency.p90_ms,
                    "latency_cv": latency.cv,
-                   "onnx_max_abs_diff": onnx_difference(
-                       target / "model.onnx", model, workload.task.inputs(workload.items(64))),
                    **{k: float(v) for k, v in model_stats(model, x).items()}}
         if onnx_latency is not None:
             metrics.update(onnx_latency_ms=onnx_latency.median_ms,
                            onnx_latency_cv=onnx_latency.cv)
+        register = settings.raw.get("register")
         run_id = log_applied(settings.tracking.uri, client, study, record, metrics,
-                             latency.source, steps, target, model, x,
-                             settings.raw.get("register"), package_versions(), git_commit())
-    fmt = workload.task.objective.format
+                             latency.source, steps, target, model, x, register,
+                             package_versions(), git_commit())
     print(f"trial {record.number} after {steps} steps: val {name} {fmt(val)}, test {name} "
-          f"{fmt(test)} (ONNX {fmt(onnx_test)}), latency {latency.median_ms:.4g} ms "
-          f"{latency.source}"
+          f"{fmt(test)} (ONNX {fmt(onnx[f'onnx_test_{name}'])}), latency "
+          f"{latency.median_ms:.4g} ms {latency.source}"
           + (f", ONNX Runtime {onnx_latency.median_ms:.4g} ms" if onnx_latency else ""))
-    register = settings.raw.get("register")
     print(f"MLflow: run {run_id} (nested in study run {study.info.run_id}), model at "
           f"runs:/{run_id}/mlflow_model" + (f", registered as {register}" if register else ""))
 

@@ -4,7 +4,8 @@ Token and learned position embeddings, pre-norm blocks of causal multi-head atte
 MLP, a final LayerNorm and an output head tied to the token embedding. Attention keeps
 `num_heads` and `head_dim` as attributes that `forward` reads and projects with Linear
 layers (a fused `qkv`, an output `proj`), so whole heads can be removed; each block is a
-residual unit that can be removed whole; the MLP's hidden neurons are a Linear group.
+residual unit that can be removed whole; the MLP's hidden neurons are a Linear group (the
+blocks are those of `transformer.py`, causal).
 """
 
 from __future__ import annotations
@@ -12,39 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention over tokens (B, T, dim), each token seeing only its past."""
-
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, 3 * num_heads * self.head_dim)
-        self.proj = nn.Linear(num_heads * self.head_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, -1))
-
-
-class Block(nn.Module):
-    """Pre-norm decoder block: causal attention and MLP, each inside a residual connection."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = CausalSelfAttention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+from autoprune.models.transformer import Block
 
 
 class GPT(nn.Module):
@@ -56,7 +25,8 @@ class GPT(nn.Module):
         self.context = context
         self.tok_embed = nn.Embedding(vocab_size, dim)
         self.pos_embed = nn.Embedding(context, dim)
-        self.blocks = nn.Sequential(*(Block(dim, num_heads, mlp_ratio) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(Block(dim, num_heads, mlp_ratio, causal=True)
+                                      for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         self.head.weight = self.tok_embed.weight  # tied input and output embeddings
