@@ -86,6 +86,8 @@ def test_top_level_usage_lists_commands():
           "+model.out_features=10"], "the data's inputs do not fit the model: RuntimeError: "),
         (["search", "model=custom", "model._target_=torch.nn.Flatten"],
          "model Flatten has no prunable groups"),
+        (["search", "model.pretrained=true"],
+         "the base model (pretrained) is no better than chance: accuracy "),
         (["search", "task=language_model", "model=resnet"],
          "model.num_classes is taken from data.num_classes, which this config does not set"),
         (["search", "finetune.steps=abc"], "finetune.steps must be a number, got 'abc'"),
