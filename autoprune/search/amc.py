@@ -155,7 +155,7 @@ def _layer_shapes(model: nn.Module, x: Any) -> dict[str, tuple[int, int, int, fl
 def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
                    choices: Mapping[str, Sequence[str]], ratio_max: float, x: Any,
                    prune: PruneSettings, latency_ms, points: int = 6,  # noqa: ANN001
-                   ) -> list[GroupFeatures]:
+                   calibration: Any = None) -> list[GroupFeatures]:
     """The agent's view of each group: its layer description and a latency table (the
     latency model's prediction with that group alone pruned at `points` ratios up to
     `ratio_max`; `latency_ms(model)` predicts). Savings are made monotone in the ratio. A
@@ -182,7 +182,7 @@ def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
         elif strategy is not None:
             for ratio in grid[1:]:
                 policy = Policy({group.id: Decision(strategy, ratio)})
-                pruned = apply_policy(base_model, policy, groups, x, prune).model
+                pruned = apply_policy(base_model, policy, groups, x, prune, calibration).model
                 saved.append(max(saved[-1], 1.0 - latency_ms(pruned) / base_ms))
         else:
             saved = [0.0] * points
@@ -444,9 +444,10 @@ class _Replay:
 def agent_factory(base_model: nn.Module, groups: Sequence[PrunableGroup], space: Any,
                   x: Any, prune: PruneSettings, profile: Any, base_latency_ms: float,
                   max_latency_ms: float | None, objective: Objective | None = None,
-                  reference: float = 1.0):  # noqa: ANN201
+                  reference: float = 1.0, calibration: Any = None):  # noqa: ANN201
     """A `make_sampler(agent=...)` callable building the AMC sampler for this model; `x` is
-    one example's model input, `reference` the base model's metric."""
+    one example's model input, `reference` the base model's metric, `calibration` what a
+    gradient criterion scores channels on."""
     from autoprune.hardware.predictor import predict_latency
 
     if profile.roofline is None:
@@ -456,7 +457,7 @@ def agent_factory(base_model: nn.Module, groups: Sequence[PrunableGroup], space:
         opts = AgentOptions.from_dict(options)
         features = group_features(
             base_model, groups, space.choices, space.ratio_max, x, prune,
-            lambda m: predict_latency(m, x, profile).median_ms, opts.table_points)
+            lambda m: predict_latency(m, x, profile).median_ms, opts.table_points, calibration)
         cap = 1.0 if max_latency_ms is None else min(max_latency_ms / base_latency_ms, 1.0)
         return AMCSampler(features, space, base_latency_ms, dataclasses.asdict(opts), seed, cap,
                           objective, reference)

@@ -80,7 +80,8 @@ def plan_search(settings: Settings, prepared: Prepared, base: Reference, profile
     if search.sampler == "amc":
         agent = agent_factory(prepared.base.model, prepared.groups, space, prepared.example,
                               specs.prune_settings(settings), profile, base.latency_ms,
-                              constraints.max_latency_ms, base.objective, base.best)
+                              constraints.max_latency_ms, base.objective, base.best,
+                              calibration(prepared.workload))
     sampler = make_sampler(search, settings.seed, space=space, constraints=constraints,
                            agent=agent)
     return Plan(space, sampler, constraints, seed_points)

@@ -70,6 +70,27 @@ def test_latency_table_of_a_real_model_is_monotone_and_predicted():
     assert first.saved[-1] >= max(alone, 0.0) - 1e-12
 
 
+def test_the_latency_table_prunes_with_the_studys_criterion():
+    from autoprune.pruning.apply import Calibration
+    from autoprune.tasks import Classification
+
+    jetson = settings_from_dict(compose("search", ["hardware=jetson"])).hardware
+    torch.manual_seed(0)
+    model = ResNet(width=16, blocks_per_stage=1).eval()
+    x = torch.zeros(1, 1, 16, 16)
+    groups = [g for g in find_groups(model, x) if g.kind == "conv"][:2]
+    choices = {g.id: ("channel",) for g in groups}
+    taylor = PruneSettings(8, "taylor")
+    with pytest.raises(UserError, match="taylor criterion needs a calibration batch"):
+        group_features(model, groups, choices, 0.75, x, taylor,
+                       lambda m: predict_latency(m, x, jetson).median_ms, 3)
+    batch = (torch.randn(8, 1, 16, 16), torch.arange(8) % 10)
+    table = group_features(model, groups, choices, 0.75, x, taylor,
+                           lambda m: predict_latency(m, x, jetson).median_ms, 3,
+                           Calibration(Classification(), batch))
+    assert [f.gid for f in table] == [g.id for g in groups]
+
+
 def test_action_wall_keeps_every_episode_inside_its_budget():
     sampler = agent()
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
