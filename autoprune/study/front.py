@@ -108,8 +108,9 @@ def final_scores(deployed: torch.nn.Module, workload: Workload, compute: Compute
 
 def report_front(study: Any, base: torch.nn.Module, groups: list, workload: Workload,
                  settings: Settings, tracker: Any, study_name: str, reference: Reference,
-                 started: float) -> None:
-    """Score, export and log the front; print the summary and the table."""
+                 started: float, models: dict[int, torch.nn.Module] | None = None) -> None:
+    """Score, export and log the front (`models`: front models already rebuilt, by trial
+    number); print the summary and the table."""
     objective = reference.objective
     name = objective.metric
     records = study.records
@@ -118,7 +119,9 @@ def report_front(study: Any, base: torch.nn.Module, groups: list, workload: Work
     exports = []
     with tempfile.TemporaryDirectory() as folder:
         for record in front:
-            model = rebuild(record, study.weights(record), base, groups, workload, settings)
+            model = (models or {}).get(record.number)
+            if model is None:
+                model = rebuild(record, study.weights(record), base, groups, workload, settings)
             policy = Policy.from_params(record.params)
             deployed = deployed_model(model, policy, workload)
             scores[record.number] = final_scores(deployed, workload,

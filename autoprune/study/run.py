@@ -21,12 +21,13 @@ from autoprune.config import Settings
 from autoprune.errors import StudyFailed, TrialFailed, UserError
 from autoprune.hardware.bench import BenchUnavailable
 from autoprune.hardware.latency import settled_latency
-from autoprune.search.objective import TrialSettings
+from autoprune.search.objective import TrialSettings, int8_inputs
 from autoprune.search.reference import Reference
-from autoprune.study.front import report_front, say
+from autoprune.study.front import rebuild, report_front, say
 from autoprune.study.prepare import Prepared, finetuned_reference, prepare, reference
 from autoprune.study.provenance import git_commit, package_versions
 from autoprune.study.resumed import find_resumed, repair
+from autoprune.study.retime import retime
 from autoprune.study.space import Plan, plan_search
 
 
@@ -175,26 +176,6 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
     return tracker
 
 
-def retime_base(backend: Any, model: torch.nn.Module, base: Reference, records: list,
-                tracker: Any) -> Reference:
-    """The base model timed once more, now that the trials are done, as every trial was timed
-    twice: the faster time is kept (interference only adds time; at the start Ray's own
-    processes are still starting). When it is faster, every speedup is divided anew."""
-    again = backend.latency(model, refresh=True)
-    if again.source != "measured" or again.median_ms >= base.latency_ms:
-        return base
-    say(f"base model timed again after the trials: {again.median_ms:.3f} ms (first "
-        f"{base.latency_ms:.3f} ms); speedups are relative to the faster")
-    for record in records:
-        if record.state == "complete" and record.metrics.get("latency_ms"):
-            record.metrics["speedup"] = again.median_ms / record.metrics["latency_ms"]
-            if record.run_id:
-                tracker.log_metrics({"speedup": record.metrics["speedup"]}, record.run_id)
-    tracker.log_metrics({"base_latency_ms": again.median_ms,
-                         "base_latency_p90_ms": again.p90_ms, "base_latency_cv": again.cv})
-    return dataclasses.replace(base, latency_ms=again.median_ms)
-
-
 def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, profile: Any,
             tracker: Any, study_name: str, previous: Any, output_dir: str,
             started: float) -> None:
@@ -231,14 +212,18 @@ def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, 
         on_record=on_record, sampler=search_plan.sampler, constraints=search_plan.constraints,
         seed_points=seed_points, on_progress=progress.running)
     progress.close()
-    if previous is None:
-        base = retime_base(plan.backend(profile, prepared.example), prepared.base.model, base,
-                           study.records, tracker)
     retrain = Retrain(prepared.base.model, prepared.groups, prepared.workload, settings_now,
                       settings.ray.cpus_per_trial, say)
-    report_front(AcrossRuns(earlier + study.records, study, retrain), prepared.base.model,
-                 prepared.groups, prepared.workload, settings, tracker, study_name, base,
-                 started)
+    across = AcrossRuns(earlier + study.records, study, retrain)
+    models = {}
+    if previous is None:  # a resumed study's speedups stay relative to its first base time
+        base, models = retime(plan.backend(profile, prepared.example), prepared.base.model,
+                              base, study.records, lambda r: rebuild(
+                                  r, across.weights(r), prepared.base.model, prepared.groups,
+                                  prepared.workload, settings),
+                              int8_inputs(prepared.workload), tracker, say)
+    report_front(across, prepared.base.model, prepared.groups, prepared.workload, settings,
+                 tracker, study_name, base, started, models)
     records = study.records
     finished = done + sum(not r.error.startswith(INTERRUPTED) for r in records)
     if study.gave_up is not None:

@@ -1,0 +1,67 @@
+"""Timing again at the end: the base model and the front, in the quiet the trials leave.
+
+Within a study each trial is timed twice and the faster time kept, but while other trials
+run: the driver learns, logs and proposes between measurements, and on a machine with few
+cores that slows a measurement a little. The base model, timed at the start, meets Ray's
+start-up instead. So once the trials are done, the base model and every front model are timed
+once more through the same bench, the faster time kept for each (interference only adds
+time), and every speedup is divided anew: the front's speedups are measured under the same
+conditions as the base's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from autoprune.pruning import Policy
+from autoprune.search.pareto import front_records
+from autoprune.search.records import TrialRecord
+from autoprune.search.reference import Reference
+
+TIMING = ("latency_ms", "latency_p90_ms", "latency_cv")
+
+
+def retime_base(backend: Any, model: nn.Module, base: Reference, tracker: Any,
+                say: Callable[[str], None]) -> Reference:
+    """The base model timed once more; the reference with the faster time."""
+    again = backend.latency(model, refresh=True)
+    if again.source != "measured" or again.median_ms >= base.latency_ms:
+        return base
+    say(f"base model timed again after the trials: {again.median_ms:.3f} ms (first "
+        f"{base.latency_ms:.3f} ms)")
+    tracker.log_metrics({"base_latency_ms": again.median_ms,
+                         "base_latency_p90_ms": again.p90_ms, "base_latency_cv": again.cv})
+    return dataclasses.replace(base, latency_ms=again.median_ms)
+
+
+def retime(backend: Any, base_model: nn.Module, base: Reference, records: list[TrialRecord],
+           rebuild: Callable[[TrialRecord], nn.Module], int8_inputs: Any, tracker: Any,
+           say: Callable[[str], None]) -> tuple[Reference, dict[int, nn.Module]]:
+    """Time the base model and the front again (the faster kept for each), divide every
+    completed trial's speedup anew; return the reference and the front's rebuilt models
+    (by trial number) for the end of the study to score and export."""
+    base = retime_base(backend, base_model, base, tracker, say)
+    models: dict[int, nn.Module] = {}
+    faster = 0
+    for record in front_records(records, base.objective):
+        model = rebuild(record)
+        models[record.number] = model
+        int8 = int8_inputs if Policy.from_params(record.params).quantize == "int8" else None
+        again = backend.latency(model, refresh=True, int8_calibration=int8)
+        if again.source == "measured" and again.median_ms < record.metrics["latency_ms"]:
+            faster += 1
+            record.metrics.update(zip(TIMING, (again.median_ms, again.p90_ms, again.cv),
+                                      strict=True))
+    for record in records:
+        if record.state == "complete" and record.metrics.get("latency_ms"):
+            record.metrics["speedup"] = base.latency_ms / record.metrics["latency_ms"]
+            if record.run_id:
+                tracker.log_metrics({k: record.metrics[k] for k in (*TIMING, "speedup")
+                                     if k in record.metrics}, record.run_id)
+    if models:
+        say(f"front timed again: {faster} of {len(models)} models faster than in the search")
+    return base, models

@@ -1,0 +1,71 @@
+"""Timing again at the end: the base model and the front, the faster time kept for each, every
+speedup divided anew."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from autoprune.hardware.latency import Latency
+from autoprune.search.records import TrialRecord
+from autoprune.search.reference import Reference
+from autoprune.study.retime import retime, retime_base
+from autoprune.tasks import Objective
+
+
+class _Backend:
+    """Times a model by its name: base, or the trial number it was rebuilt from."""
+
+    def __init__(self, times: dict[str, float], source: str = "measured") -> None:
+        self.times, self.source, self.asked = times, source, []
+
+    def latency(self, model: nn.Module, refresh: bool = False, int8_calibration=None) -> Latency:  # noqa: ANN001
+        self.asked.append((model.name, refresh))
+        ms = self.times[model.name]
+        return Latency(ms, ms, 0.01, self.source, "cpu")
+
+
+class _Named(nn.Module):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class _Tracker:
+    def __init__(self) -> None:
+        self.logged: list[tuple[dict, str | None]] = []
+
+    def log_metrics(self, metrics: dict, run_id: str | None = None) -> None:
+        self.logged.append((dict(metrics), run_id))
+
+
+BASE = Reference(Objective("accuracy", "maximize"), 0.99, 2.0)
+
+
+def _trial(number: int, accuracy: float, ms: float) -> TrialRecord:
+    return TrialRecord(number, {}, "complete", {"accuracy": accuracy, "latency_ms": ms,
+                                                "speedup": 2.0 / ms}, run_id=f"r{number}")
+
+
+def test_the_base_and_the_front_are_timed_again_and_the_faster_kept():
+    records = [_trial(0, 0.98, 1.0), _trial(1, 0.95, 0.8), _trial(2, 0.90, 1.5),
+               TrialRecord(3, {}, "failed", error="x")]
+    backend = _Backend({"base": 1.6, "0": 0.9, "1": 0.85})
+    tracker, lines = _Tracker(), []
+    base, models = retime(backend, _Named("base"), BASE, records,
+                          lambda r: _Named(str(r.number)), None, tracker, lines.append)
+    assert base.latency_ms == 1.6 and set(models) == {0, 1}  # trial 2 is off the front
+    assert records[0].metrics["latency_ms"] == 0.9, "faster: kept"
+    assert records[1].metrics["latency_ms"] == 0.8, "slower: the search's time stays"
+    assert records[0].metrics["speedup"] == 1.6 / 0.9 and records[2].metrics["speedup"] == 1.6 / 1.5
+    assert all(refresh for _, refresh in backend.asked)
+    assert ({"latency_ms": 0.9, "latency_p90_ms": 0.9, "latency_cv": 0.01,
+             "speedup": 1.6 / 0.9}, "r0") in tracker.logged
+    assert any(m.get("base_latency_ms") == 1.6 and run is None for m, run in tracker.logged)
+    assert "front timed again: 1 of 2 models faster" in lines[-1]
+
+
+def test_a_slower_or_predicted_second_timing_of_the_base_changes_nothing():
+    for backend in (_Backend({"base": 2.5}), _Backend({"base": 1.0}, source="predicted")):
+        tracker = _Tracker()
+        assert retime_base(backend, _Named("base"), BASE, tracker, print) == BASE
+        assert tracker.logged == []
