@@ -59,7 +59,7 @@ def main() -> None:
         allowed, _ = check_groups(base, groups, list(STRATEGIES), x)
         # Timed twice, keeping the faster, as a search times its base model: the first
         # measurement on an idle GPU runs while its clocks are still ramping up.
-        base_ms = {b: min((measure_latency(base, x.shape[1:], profile(b)) for _ in range(2)),
+        base_ms = {b: min((measure_latency(base, x, profile(b)) for _ in range(2)),
                           key=lambda lat: lat.median_ms) for b in (1, 64)}
         for strategy, spec in STRATEGIES.items():
             ids = [g for g, names in allowed.items() if strategy in names]
@@ -73,7 +73,7 @@ def main() -> None:
             assert out.shape == (4, 10) and torch.isfinite(out).all(), (name, strategy)
             row = {"model": name, "strategy": strategy, "groups": len(ids)}
             for batch in (1, 64):
-                lat = measure_latency(pruned.cpu(), x.shape[1:], profile(batch))
+                lat = measure_latency(pruned.cpu(), x, profile(batch))
                 row[f"b{batch}_ms"] = lat.median_ms
                 row[f"b{batch}_cv"] = lat.cv
                 row[f"b{batch}_speedup"] = base_ms[batch].median_ms / lat.median_ms

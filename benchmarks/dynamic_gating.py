@@ -23,6 +23,7 @@ the trained gates are. Writes benchmarks/results/dynamic_gating.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import random
@@ -34,22 +35,21 @@ from pathlib import Path
 
 import torch
 
+from autoprune import specs
 from autoprune.cli import compose
 from autoprune.config import settings_from_dict
-from autoprune.data import load_data
 from autoprune.hardware.measure import measure_latency
 from autoprune.models.base import prepare_base_model
 from autoprune.pruning import (
     Decision,
     Policy,
-    PruneSettings,
     check_groups,
     find_groups,
     model_stats,
 )
 from autoprune.pruning.strategies.dynamic import GatedConv2d
 from autoprune.search.objective import TrialSettings, prune_and_finetune
-from autoprune.training import TrainSpec, evaluate
+from autoprune.training import evaluate
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -81,18 +81,18 @@ def main() -> None:
     started = time.monotonic()
     settings = settings_from_dict(compose("search", ["hardware=cpu", *args.overrides]))
     profile = settings.hardware
-    data = load_data(settings.data)
-    x = torch.zeros(1, *data.input_shape)
+    data = specs.workload(settings)
+    x = data.example()
     with tempfile.TemporaryDirectory() as cache:
-        base = prepare_base_model(settings.model, settings.data, settings.finetune, data,
-                                  settings.seed, cache).model
-    prune = PruneSettings(profile.alignment, settings.pruning.importance)
+        base = prepare_base_model(settings.model, settings.data,
+                                  specs.train_spec(settings, base=True), data, cache).model
+    prune = specs.prune_settings(settings)
     groups = find_groups(base, x)
     usable, _ = check_groups(base, groups, ["dynamic"], x, prune)
     gated = [g.id for g in groups if g.id in usable]
     f = settings.finetune
-    spec = TrainSpec(epochs=f.epochs, lr=f.lr, batch_size=f.batch_size, momentum=f.momentum,
-                     weight_decay=f.weight_decay)
+    spec = specs.train_spec(settings)
+    test_x = torch.cat([data.task.inputs(b) for b in data.eval_loader("test", False)])
 
     cases = [("all", ratio, gated) for ratio in args.ratios]
     if args.stages:
@@ -105,12 +105,13 @@ def main() -> None:
             policy = Policy({gid: Decision(strategy, ratio) for gid in ids})
             accuracies, dynamic = [], []
             for seed in range(args.seeds):
-                trial = TrialSettings(prune, TrainSpec(**{**spec.__dict__, "seed": seed}),
+                trial = TrialSettings(prune, dataclasses.replace(spec, seed=seed),
                                       f.bn_recalibration_batches, 1.0)
-                model = prune_and_finetune(policy, base, groups, data, trial).eval()
-                accuracies.append(evaluate(model, data.x_test, data.y_test))
+                model = prune_and_finetune(policy, base, groups, data, trial).cpu().eval()
+                accuracies.append(evaluate(model, data, "test", False)["accuracy"])
+                model.cpu()
                 if strategy == "dynamic":
-                    dynamic.append(off_usual(model, data.x_test))
+                    dynamic.append(off_usual(model, test_x))
                 models[f"{scope}/{ratio}/{strategy}/{seed}"] = model
             stats = model_stats(model, x)
             rows.append({"scope": scope, "ratio": ratio, "strategy": strategy,
@@ -127,7 +128,7 @@ def main() -> None:
     for _ in range(args.rounds):
         shuffle.shuffle(order)
         for name in order:
-            timings[name].append(measure_latency(models[name], data.input_shape,
+            timings[name].append(measure_latency(models[name], x,
                                                  profile).median_ms)
     base_ms = statistics.median(timings["base"])
     for row in rows:
@@ -155,7 +156,7 @@ def main() -> None:
                    f"torch {torch.__version__}",
         "profile": f"{profile.name}: {profile.backend}, {profile.threads} thread(s), "
                    f"batch {profile.batch_size}",
-        "finetune_epochs": spec.epochs, "base_latency_ms": base_ms,
+        "finetune_steps": spec.steps, "base_latency_ms": base_ms,
         "base_test_accuracy": evaluate(base, data.x_test, data.y_test),
         "base_macs_m": model_stats(base, x)["macs"] / 1e6,
         "gated_groups": gated, "rows": rows,
@@ -177,7 +178,7 @@ def markdown(result: dict) -> str:
         "# Dynamic gating against static channel pruning (equal MACs, batch size 1)", "",
         f"`{result['command']}`", "",
         f"{result['machine']}; latency profile {result['profile']}; "
-        f"{result['finetune_epochs']} fine-tuning epochs per model; wall {result['wall_s']} s.",
+        f"{result['finetune_steps']} fine-tuning steps per model; wall {result['wall_s']} s.",
         f"Unpruned: {result['base_macs_m']:.2f} M MACs, test accuracy "
         f"{result['base_test_accuracy']:.3f}, {result['base_latency_ms']:.3f} ms.", "",
         "Accuracy: mean [min, max] over fine-tuning seeds. Latency: median over rounds of the "

@@ -35,16 +35,18 @@ TARGETS = {"kendall_tau": 0.85, "mape": 0.15}
 def one_run(profile, shape, variants: int) -> dict:  # noqa: ANN001
     """Calibrate, then score the fitted model on fresh variants of every zoo model."""
 
+    example = torch.zeros(1, *shape)
+
     def measure(model):  # noqa: ANN001, ANN202
-        return measure_latency(model, shape, profile)
+        return measure_latency(model, example, profile)
 
     calibration = cal.collect([(n, m) for n in cal.ZOO for m in cal.pruned_variants(
-        n, VARIANTS, SEED, profile.alignment, shape)], profile, shape, measure)
+        n, VARIANTS, SEED, profile.alignment, shape)], profile, example, measure)
     fitted = cal.fit(calibration, profile.roofline, profile.precision)
     models, pass_cv = {}, []
     for seed, name in enumerate(cal.ZOO, start=100):
         variants_ = cal.pruned_variants(name, variants, seed, profile.alignment, shape)
-        samples = cal.collect([(name, m) for m in variants_], profile, shape, measure)
+        samples = cal.collect([(name, m) for m in variants_], profile, example, measure)
         pass_cv += [statistics.pstdev(s.passes) / statistics.mean(s.passes) for s in samples]
         models[name] = {"variants": len(samples),
                         "measured_ms_min": min(s.measured_ms for s in samples),

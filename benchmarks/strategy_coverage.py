@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
+from autoprune import specs
 from autoprune.cli import compose
 from autoprune.config import settings_from_dict
 from autoprune.models import build_model
 from autoprune.paths import group_choices
-from autoprune.pruning import PruneSettings, check_groups, find_groups
+from autoprune.pruning import check_groups, find_groups
 from autoprune.pruning.quantize import QUANTIZATIONS
 from autoprune.pruning.schedule import SCHEDULES
 
@@ -41,11 +42,10 @@ def applicable(model_name: str) -> set[str]:
     settings = settings_from_dict(compose("search", [f"model={model_name}", "pruning=all"]))
     torch.manual_seed(0)
     model = build_model(settings.model).eval()
-    x = torch.zeros(1, settings.data.in_channels, settings.data.resolution,
-                    settings.data.resolution)
+    x = specs.workload(settings).example()
     groups = find_groups(model, x)
     choices, _ = check_groups(model, groups, settings.pruning.strategies, x,
-                              PruneSettings(settings.hardware.alignment))
+                              specs.prune_settings(settings))
     names = {n for options in choices.values() for n in options}
     return names | (set(SCHEDULES) - {"oneshot"}) | (set(QUANTIZATIONS) - {"none"})
 
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--models", nargs="*", default=ZOO)
     parser.add_argument("overrides", nargs="*", default=["hardware=jetson",
-                                                         "finetune.base_epochs=5"])
+                                                         "finetune.base_steps=85"])
     args = parser.parse_args()
     rows = []
     for name in args.models:
