@@ -216,7 +216,9 @@ def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, 
                       settings.ray.cpus_per_trial, say)
     across = AcrossRuns(earlier + study.records, study, retrain)
     models = {}
-    if previous is None:  # a resumed study's speedups stay relative to its first base time
+    # Measured latency only (a prediction does not vary); a resumed study's speedups stay
+    # relative to its first base time.
+    if previous is None and plan.source == "measured":
         base, models = retime(plan.backend(profile, prepared.example), prepared.base.model,
                               base, study.records, lambda r: rebuild(
                                   r, across.weights(r), prepared.base.model, prepared.groups,
