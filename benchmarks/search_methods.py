@@ -1,30 +1,38 @@
-"""Search-quality benchmark: every search method at the same budget, several seeds.
+"""Search methods under the same conditions, judged by the figures a user decides by.
 
-Runs `python -m autoprune search search=<method> seed=<seed> search.n_trials=<trials>` per
-model, method and seed, with measured latency on this machine's CPU (`hardware=cpu`), each in a
-fresh working directory (the base model is trained once per model and seed and shared). From
-the Optuna study it computes, in trial order, the hypervolume of the front in the plane
-(latency / base latency, accuracy / base accuracy) against the fixed reference point
-(1.0, 0.5): the area, inside [0, 1] x [0.5, 1+], that the trials so far dominate. The base
-is the same for every run of a model: the median over its runs of the base model's measured
-latency and validation accuracy (one study's own base measurement varied by up to 50% on this
-machine, which would move its whole curve). Reports the
-median and range across seeds of the final hypervolume, the search's wall time (the MLflow
-study run: base-model preparation excluded), and the best validation accuracy reached at
-<= 0.5x and <= 0.3x of the base latency. `tpe-no-early-stop` (TPE with search.early_stop=false)
-shows what early stopping costs. The CPU latency model is calibrated here first (`python -m
-autoprune calibrate hardware=cpu`), as a user would before a search that predicts: `amc`'s
-action wall uses it. `--merge` keeps the committed runs of the methods not run this time.
-Writes benchmarks/results/search_methods.{json,md,png}.
+Runs `python -m autoprune search search=<method> seed=<seed> search.n_trials=<trials>
+search.seed_ratios=[]` per workload, method and seed, with measured latency on this machine's
+CPU (`hardware=cpu`), each in a fresh working directory. Every method gets the same seeds, no
+enqueued baseline policies, the same early stopping and the same calibrated CPU latency model
+(calibrated here first and shared: `amc`'s action wall uses it, the others may ignore it). The
+base model is trained once per workload and seed and shared by the methods.
 
-    python benchmarks/search_methods.py --trials 20 --seeds 0 1 2 --models resnet mlp
+`uniform` is the strong baseline a user would write by hand: one width ratio for every group
+crossed with a depth (blocks removed from the deepest), spread over the same budget.
+
+Each study's trials are read back from MLflow (latencies as the study reports them, after its
+front was timed again). The metric is normalised to the study's reference (the better of the
+base model and its fine-tuned twin) as a quality q: accuracy / reference, or reference /
+perplexity, so higher is better for both; latency to the workload's common base latency (the
+median of its studies' base measurements). Per study:
+
+- best measured speedup within a small and a larger drop (accuracy: 0.5 and 1 point; perplexity:
+  2.5% and 5% higher);
+- best metric at fixed latency budgets: 0.5x, 0.33x and 0.25x of the base latency;
+- hypervolume of (latency ratio, q) against strict references: q floors of 0.9 and 0.97, latency
+  ratio 1.
+
+Reported as the median and interquartile range over seeds. Workloads: `resnet` (the default
+digits study) and `gpt` (`task=language_model`). Writes benchmarks/results/search_methods.
+{json,md} with the commit that made them.
+
+    python benchmarks/search_methods.py --seeds 0 1 2 3 4 --workloads resnet gpt
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import subprocess
@@ -34,191 +42,156 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
-METHODS = ("tpe", "nsga2", "nsga3", "gp", "random", "uniform", "amc", "tpe-no-early-stop")
-REFERENCE = (1.0, 0.5)  # (latency ratio, accuracy ratio)
+from common import RESULTS, commit, machine, search
+
+METHODS = ("uniform", "random", "tpe", "amc")
+WORKLOADS = {  # overrides, default trials, metric, direction, (small, larger) drop
+    "resnet": ([], 32, "accuracy", "maximize", (0.005, 0.01)),
+    "gpt": (["task=language_model"], 24, "perplexity", "minimize", (0.025, 0.05)),
+}
+FLOORS = (0.9, 0.97)
+BUDGETS = (0.5, 0.33, 0.25)
 
 
-def hypervolume(points: Sequence[tuple[float, float]]) -> float:
-    """Area dominated by (latency ratio, accuracy ratio) points (lower latency and higher
-    accuracy are better) and bounded by REFERENCE."""
-    ref_lat, ref_acc = REFERENCE
-    useful = sorted((lat, acc) for lat, acc in points if lat < ref_lat and acc > ref_acc)
-    area, best_acc = 0.0, ref_acc
-    for i, (lat, acc) in enumerate(useful):
-        best_acc = max(best_acc, acc)
-        right = useful[i + 1][0] if i + 1 < len(useful) else ref_lat
-        area += (right - lat) * (best_acc - ref_acc)
+def hypervolume(points: Sequence[tuple[float, float]], floor: float) -> float:
+    """Area dominated by (latency ratio, quality) points, lower latency and higher quality
+    better, bounded by latency ratio 1 and quality `floor`."""
+    useful = sorted((lat, q) for lat, q in points if lat < 1.0 and q > floor)
+    area, best = 0.0, floor
+    for i, (lat, q) in enumerate(useful):
+        best = max(best, q)
+        right = useful[i + 1][0] if i + 1 < len(useful) else 1.0
+        area += (right - lat) * (best - floor)
     return area
 
 
-def one_study(model: str, method: str, seed: int, trials: int, cache: Path,
+def one_study(workload: str, method: str, seed: int, trials: int, cache: Path,
               extra: Sequence[str]) -> dict:
-    import optuna
-    from mlflow.tracking import MlflowClient
-
-    sampler = "tpe" if method == "tpe-no-early-stop" else method
-    overrides = [f"search={sampler}", f"seed={seed}", f"search.n_trials={trials}",
-                 f"model={model}", "hardware=cpu", f"cache_dir={cache}", *extra]
-    if method == "tpe-no-early-stop":
-        overrides.append("search.early_stop=false")
+    overrides, _, metric, direction, _ = WORKLOADS[workload]
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
-        proc = subprocess.run([sys.executable, "-m", "autoprune", "search", *overrides],
-                              cwd=cwd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{model}/{method}/{seed} failed: {proc.stderr[-2000:]}")
-        client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
-        experiment = client.get_experiment_by_name("autoprune")
-        study_run = client.search_runs([experiment.experiment_id], "tags.role = 'study'")[0]
-        name = optuna.get_all_study_names(f"sqlite:///{cwd / 'optuna.db'}")[0]
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{cwd / 'optuna.db'}")
-        trials_ = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    states = [t.state.name for t in trials_]
-    return {"model": model, "method": method, "seed": seed,
-            "trials": [[t.number, t.state.name, *(t.values or [None, None])] for t in trials_],
-            "wall_s": (study_run.info.end_time - study_run.info.start_time) / 1000,
-            "base_accuracy": study_run.data.metrics["base_accuracy"],
-            "base_latency_ms": study_run.data.metrics["base_latency_ms"],
-            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-            "failed": states.count("FAIL")}
+        shutil.copytree(cache, cwd / "cache")
+        wall, study, runs = search(cwd, *overrides, "hardware=cpu", f"search={method}",
+                                   f"seed={seed}", f"search.n_trials={trials}",
+                                   "search.seed_ratios=[]", *extra)
+        for sub in ("base", "calibration"):  # the next method of this seed reuses them
+            if (cwd / "cache" / sub).is_dir():
+                shutil.copytree(cwd / "cache" / sub, cache / sub, dirs_exist_ok=True)
+    m = study.data.metrics
+    reference = m[f"base_{metric}"]
+    if f"base_{metric}_finetuned" in m:
+        better = max if direction == "maximize" else min
+        reference = better(reference, m[f"base_{metric}_finetuned"])
+    done = [r for r in runs if r.data.tags.get("state") == "complete"]
+    return {"workload": workload, "method": method, "seed": seed, "wall_s": round(wall, 1),
+            "base_latency_ms": m["base_latency_ms"], "reference": reference,
+            "time_shares": {k: v for k, v in m.items() if k.startswith("share_")},
+            "trials": [[r.data.metrics[metric], r.data.metrics["latency_ms"]] for r in done],
+            "stopped": sum(r.data.tags.get("state") == "stopped" for r in runs),
+            "failed": sum(r.data.tags.get("state") == "failed" for r in runs)}
 
 
-def score(run: dict, base_acc: float, base_lat: float) -> None:
-    """Add the hypervolume curve and the best accuracies at 0.5x and 0.3x latency to `run`,
-    relative to the model's common base."""
-    points, curve = [], []
-    for _number, state, accuracy, latency in run["trials"]:
-        if state == "COMPLETE":
-            points.append((latency / base_lat, accuracy / base_acc))
-        curve.append(hypervolume(points))
+def score(run: dict, base_ms: float) -> None:
+    """The user's figures of one study, against the workload's common base latency."""
+    _, _, metric, direction, drops = WORKLOADS[run["workload"]]
+    ref = run["reference"]
 
-    def best_at(fraction: float) -> float | None:
-        within = [acc * base_acc for lat, acc in points if lat <= fraction]
-        return max(within) if within else None
+    def quality(value: float) -> float:
+        return value / ref if direction == "maximize" else ref / value
 
-    run.update(curve=curve, hypervolume=curve[-1], **{"best_acc_0.5x": best_at(0.5),
-                                                      "best_acc_0.3x": best_at(0.3)})
+    def within(value: float, drop: float) -> bool:
+        return value >= ref - drop if direction == "maximize" else value <= ref * (1 + drop)
+
+    points = [(ms / base_ms, quality(v)) for v, ms in run["trials"]]
+    for floor in FLOORS:
+        run[f"hv_{floor}"] = hypervolume(points, floor)
+    for drop in drops:
+        fits = [base_ms / ms for v, ms in run["trials"] if within(v, drop)]
+        run[f"speedup_within_{drop}"] = max(fits, default=None)
+    for budget in BUDGETS:
+        fits = [v for v, ms in run["trials"] if ms <= budget * base_ms]
+        best = max if direction == "maximize" else min
+        run[f"{metric}_at_{budget}x"] = best(fits, default=None)
 
 
-def _spread(values: Sequence[float | None], scale: float = 1.0, digits: int = 3) -> str:
-    real = [v for v in values if v is not None]
+def iqr(values: Sequence[float | None], digits: int = 3, scale: float = 1.0) -> str:
+    """median [25th, 75th percentile] of the values there are (with how many when some
+    studies never got there)."""
+    real = sorted(scale * v for v in values if v is not None)
     if not real:
-        return "-"
-    text = (f"{scale * statistics.median(real):.{digits}f} [{scale * min(real):.{digits}f}, "
-            f"{scale * max(real):.{digits}f}]")
+        return "never"
+    q1, q3 = (statistics.quantiles(real, n=4, method="inclusive")[i] for i in (0, 2)) \
+        if len(real) > 1 else (real[0], real[0])
+    text = f"{statistics.median(real):.{digits}f} [{q1:.{digits}f}, {q3:.{digits}f}]"
     return text if len(real) == len(values) else f"{text} ({len(real)}/{len(values)})"
 
 
-def plot(runs: list[dict], models: Sequence[str], methods: Sequence[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), dpi=110,
-                             squeeze=False)
-    for ax, model in zip(axes[0], models, strict=True):
-        for method in methods:
-            curves = [r["curve"] for r in runs if r["model"] == model and r["method"] == method]
-            if not curves:
-                continue
-            length = min(len(c) for c in curves)
-            xs = list(range(1, length + 1))
-            med = [statistics.median(c[i] for c in curves) for i in range(length)]
-            lo = [min(c[i] for c in curves) for i in range(length)]
-            hi = [max(c[i] for c in curves) for i in range(length)]
-            line, = ax.plot(xs, med, label=method, linewidth=1.6)
-            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.12)
-        ax.set_title(f"{model} on digits, measured CPU latency (median, min-max over seeds)",
-                     fontsize=9)
-        ax.set_xlabel("trials")
-        ax.set_ylabel("hypervolume (latency/base <= 1, accuracy/base >= 0.5)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def table(runs: list[dict], workload: str, methods: Sequence[str]) -> list[str]:
+    _, _, metric, direction, drops = WORKLOADS[workload]
+    unit = "pt" if direction == "maximize" else "%"
+    scale = 100 if direction == "maximize" else 1
+    heads = ([f"hv q>={f}" for f in FLOORS] + [f"speedup within {scale * d:g} {unit}"
+                                               for d in drops]
+             + [f"{metric} at {b}x latency" for b in BUDGETS] + ["wall s"])
+    lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for method in methods:
+        mine = [r for r in runs if r["workload"] == workload and r["method"] == method]
+        if not mine:
+            continue
+        cells = [iqr([r[f"hv_{f}"] for r in mine], 4) for f in FLOORS]
+        cells += [iqr([r[f"speedup_within_{d}"] for r in mine], 2) for d in drops]
+        cells += [iqr([r[f"{metric}_at_{b}x"] for r in mine], 4) for b in BUDGETS]
+        cells.append(iqr([r["wall_s"] for r in mine], 0))
+        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=["resnet", "mlp"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the committed runs of the methods not run now")
-    parser.add_argument("overrides", nargs="*", help="extra key=value overrides")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--trials", type=int, help="trials per study (default: the workload's)")
+    parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every study")
     args = parser.parse_args()
-    started = time.monotonic()
+    started, made_at = time.monotonic(), commit()
     runs = []
     with tempfile.TemporaryDirectory() as caches:
-        calibration = Path(caches) / "calibration" / "cpu.json"
         subprocess.run([sys.executable, "-m", "autoprune", "calibrate", "hardware=cpu",
-                        f"cache_dir={caches}"], cwd=caches, check=True, capture_output=True)
-        for model in args.models:
-            (Path(caches) / model / "calibration").mkdir(parents=True)
-            shutil.copy(calibration, Path(caches) / model / "calibration" / "cpu.json")
+                        f"cache_dir={caches}/shared"], cwd=caches, check=True,
+                       capture_output=True)
+        for workload in args.workloads:
+            trials = args.trials or WORKLOADS[workload][1]
             for seed in args.seeds:
+                cache = Path(caches) / f"{workload}-{seed}"
+                shutil.copytree(Path(caches) / "shared", cache)
                 for method in args.methods:
-                    run = one_study(model, method, seed, args.trials,
-                                    Path(caches) / model, args.overrides)
+                    run = one_study(workload, method, seed, trials, cache, args.overrides)
                     runs.append(run)
                     print(json.dumps({k: v for k, v in run.items() if k != "trials"}),
                           flush=True)
-    command = (f"python benchmarks/search_methods.py --trials {args.trials} --seeds "
-               f"{' '.join(map(str, args.seeds))} --models {' '.join(args.models)}"
-               + (f" --methods {' '.join(args.methods)}" if args.methods != list(METHODS)
-                  else "") + (" -- " + " ".join(args.overrides) if args.overrides else ""))
+    for workload in args.workloads:
+        mine = [r for r in runs if r["workload"] == workload]
+        base_ms = statistics.median(r["base_latency_ms"] for r in mine)
+        for run in mine:
+            score(run, base_ms)
+    command = ("python benchmarks/search_methods.py --seeds " + " ".join(map(str, args.seeds))
+               + " --workloads " + " ".join(args.workloads)
+               + (" --methods " + " ".join(args.methods) if args.methods != list(METHODS) else "")
+               + (f" --trials {args.trials}" if args.trials else "")
+               + (" " + " ".join(args.overrides) if args.overrides else ""))
     RESULTS.mkdir(exist_ok=True)
-    committed = RESULTS / "search_methods.json"
-    if args.merge and committed.is_file():
-        previous = json.loads(committed.read_text())
-        kept = [r for r in previous["runs"] if r["method"] not in args.methods]
-        runs = kept + runs
-        command = f"{previous['command']}; then {command} --merge"
-        args.methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
-        args.models = list(dict.fromkeys(r["model"] for r in runs))
-        args.seeds = sorted({r["seed"] for r in runs})
-    bases = {}
-    for model in args.models:
-        mine = [r for r in runs if r["model"] == model]
-        bases[model] = (statistics.median(r["base_accuracy"] for r in mine),
-                        statistics.median(r["base_latency_ms"] for r in mine))
-        for r in mine:
-            score(r, *bases[model])
     (RESULTS / "search_methods.json").write_text(json.dumps(
-        {"command": command, "machine": platform.platform(), "reference": REFERENCE,
-         "runs": runs, "wall_s": round(time.monotonic() - started)}, indent=2) + "\n")
-    plot(runs, args.models, args.methods, RESULTS / "search_methods.png")
-    lines = ["# Search methods at equal budget\n", f"`{command}`\n",
-             f"{args.trials} trials per study, seeds {args.seeds}; measured CPU latency. "
-             "Hypervolume of the front in (latency / base, accuracy / base) against the "
-             f"reference point {REFERENCE} (higher is better). Each cell: median [min, max] over "
-             "seeds; a count in parentheses says how many seeds reached that latency at all.\n",
-             "![hypervolume against trials](search_methods.png)\n"]
-    for model in args.models:
-        base = [r for r in runs if r["model"] == model]
-        accuracy = _spread([r["base_accuracy"] for r in base], 100, 2)
-        latency = _spread([r["base_latency_ms"] for r in base])
-        lines += [f"## {model} (base, measured by each study: val accuracy {accuracy}%, "
-                  f"latency {latency} ms; common reference: {100 * bases[model][0]:.2f}%, "
-                  f"{bases[model][1]:.3f} ms)\n",
-                  "| method | hypervolume | best acc at <= 0.5x latency (%) | best acc at <= 0.3x "
-                  "latency (%) | search wall time (s) | trials stopped early |",
-                  "|---|---|---|---|---|---|"]
-        for method in args.methods:
-            rs = [r for r in base if r["method"] == method]
-            if not rs:
-                continue
-            lines.append(
-                f"| {method} | {_spread([r['hypervolume'] for r in rs])} | "
-                f"{_spread([r['best_acc_0.5x'] for r in rs], 100, 2)} | "
-                f"{_spread([r['best_acc_0.3x'] for r in rs], 100, 2)} | "
-                f"{_spread([r['wall_s'] for r in rs], 1, 0)} | "
-                f"{_spread([r['pruned'] for r in rs], 1, 0)} |")
-        lines.append("")
+        {"command": command, "commit": made_at, "machine": machine(), "runs": runs,
+         "wall_s": round(time.monotonic() - started)}, indent=2) + "\n")
+    lines = ["# Search methods under the same conditions\n",
+             f"Command: `{command}` at commit {made_at}, {machine()}.\n",
+             "Each cell: median [interquartile range] over seeds; a count in parentheses says "
+             "how many studies got there at all. q is the metric relative to the study's "
+             "reference (higher is better); latency relative to the workload's common base.\n"]
+    for workload in args.workloads:
+        trials = args.trials or WORKLOADS[workload][1]
+        lines += [f"## {workload}, {trials} trials\n", *table(runs, workload, args.methods), ""]
     (RESULTS / "search_methods.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -18,6 +18,7 @@ from autoprune.search.latency_plan import LatencyPlan
 from autoprune.search.pareto import front_records
 from autoprune.search.records import INTERRUPTED, TrialRecord
 from autoprune.search.space import PolicySpace
+from autoprune.search.stopwatch import TIME_METRICS
 from autoprune.search.trainable import (
     FINISHED,
     PROGRESS_LOSS,
@@ -122,7 +123,8 @@ class StudyCallback(tune.Callback):
         if why is not None:
             metrics = {self.objective.metric: float(result.get(CHECK_METRIC, math.nan)),
                        "latency_ms": float(result.get(CHECK_LATENCY, math.nan)),
-                       "steps": float(result.get(CHECK_STEP, math.nan))}
+                       "steps": float(result.get(CHECK_STEP, math.nan)),
+                       **{k: float(result[k]) for k in TIME_METRICS if k in result}}
             self._emit(self._record(trial, "stopped", metrics=metrics, error=why))
             return
         values = [result.get(m) for m in self.searcher.metric]

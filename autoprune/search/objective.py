@@ -20,6 +20,7 @@ from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.apply import Calibration
 from autoprune.pruning.quantize import quantize_int8
 from autoprune.pruning.schedule import ramp
+from autoprune.search.stopwatch import Stopwatch
 from autoprune.training import (
     Guard,
     TrainSpec,
@@ -89,26 +90,30 @@ def prune_and_finetune(
     guard: Guard = no_guard,
     before_final: Callable[[nn.Module], None] | None = None,
     on_step: Callable[[nn.Module, int, float], None] | None = None,
+    watch: Stopwatch | None = None,
 ) -> nn.Module:
     """Return `base_model` pruned by `policy` along its schedule and fine-tuned (float, left
     on the training device).
 
     `before_final(model)` is called once the architecture is final, before the last
-    fine-tuning; `on_step(model, step, loss)` after each of its steps.
+    fine-tuning; `on_step(model, step, loss)` after each of its steps; `watch` counts the
+    seconds spent pruning and training.
     """
+    watch = watch or Stopwatch()
     x = workload.example()
     spec = settings.finetune
     teacher = base_model if spec.distill_alpha > 0 else None
-    with guard():
+    with watch.phase("prune"), guard():
         model = copy.deepcopy(base_model)
     fractions = ramp(policy.schedule, settings.schedule_steps)
     for step, fraction in enumerate(fractions, start=1):
-        with guard():
+        with watch.phase("prune"), guard():
             model.cpu()
             pruned = apply_policy(model, policy, groups, x, settings.prune,
                                   calibration(workload), fraction, inplace=True)
-        recalibrate_batchnorm(model, workload, settings.bn_batches, spec.seed, spec.compute,
-                              guard)
+        with watch.phase("train"):
+            recalibrate_batchnorm(model, workload, settings.bn_batches, spec.seed,
+                                  spec.compute, guard)
         last = step == len(fractions)
         if last and before_final is not None:
             before_final(model)
@@ -117,8 +122,9 @@ def prune_and_finetune(
         if last and on_step is not None:
             def callback(step: int, loss: float) -> None:
                 on_step(model, step, loss)
-        train(model, workload, dataclasses.replace(spec, steps=steps), pruned.masks, guard,
-              teacher, callback)
+        with watch.phase("train"):
+            train(model, workload, dataclasses.replace(spec, steps=steps), pruned.masks, guard,
+                  teacher, callback)
     return model
 
 
@@ -149,15 +155,18 @@ def run_trial(
     guard: Guard = no_guard,
     on_step: OnProgress | None = None,
     on_check: OnCheck | None = None,
+    watch: Stopwatch | None = None,
 ) -> TrialResult:
     """Return the metrics of `policy` applied to `base_model`; `base_model` is not changed.
 
     The latency is measured as soon as the architecture is final (weights do not change it),
     so that `on_check(step, metrics, latency)`, called once halfway through fine-tuning, can
     tell where the trial stands; it may stop the trial. `on_step(step, steps, loss)` follows
-    the fine-tuning. Raises TrialFailed when fine-tuning diverges or the metric is not a
-    number.
+    the fine-tuning; `watch` counts where the time goes. Raises TrialFailed when fine-tuning
+    diverges or the metric is not a number.
     """
+    watch = watch or Stopwatch()
+    guard = watch.guarded(guard)
     int8 = int8_inputs(workload) if policy.quantize == "int8" else None
     timings: list[Latency] = []
     spec = settings.finetune
@@ -165,7 +174,9 @@ def run_trial(
 
     def measure(model: nn.Module) -> None:
         # Outside the guard: a measurement needs the cores alone.
-        timing = latency.latency(on_cpu(model), refresh=bool(timings), int8_calibration=int8)
+        with watch.phase("latency"):
+            timing = latency.latency(on_cpu(model), refresh=bool(timings),
+                                     int8_calibration=int8)
         if not (math.isfinite(timing.median_ms) and timing.median_ms > 0):
             raise TrialFailed(f"latency measurement returned {timing.median_ms} ms")
         timings.append(timing)
@@ -174,27 +185,36 @@ def run_trial(
         if on_step is not None:
             on_step(step, spec.steps, loss)
         if on_check is not None and step == check_step:
-            on_check(step, evaluate(model, workload, compute=spec.compute, guard=guard),
-                     timings[-1])
+            with watch.phase("evaluate"):
+                metrics = evaluate(model, workload, compute=spec.compute, guard=guard)
+            on_check(step, metrics, timings[-1])
 
     model = prune_and_finetune(policy, base_model, groups, workload, settings, guard,
-                               measure, step_done)
+                               measure, step_done, watch)
     # Measured again now that the trial's neighbours are past their start-up (a worker
     # importing torch next to the first measurement slows it); the faster is kept.
     measure(model)
     timing = min(timings[-2:], key=lambda t: t.median_ms)
+    with watch.phase("evaluate"):
+        result = _scored(model, policy, workload, spec.compute, guard, timing)
+    result.speedup = settings.base_latency_ms / timing.median_ms
+    return result
+
+
+def _scored(model: nn.Module, policy: Policy, workload: Workload, compute: Any, guard: Guard,
+            timing: Latency) -> TrialResult:
+    """The fine-tuned model deployed (int8 when the policy says so), evaluated, counted."""
     with guard():
         deployed = deployed_model(model, policy, workload)
-    metrics = evaluate(deployed, workload, compute=spec.compute if deployed is model
-                       else dataclasses.replace(spec.compute, device="cpu"), guard=guard)
+    metrics = evaluate(deployed, workload, compute=compute if deployed is model
+                       else dataclasses.replace(compute, device="cpu"), guard=guard)
     model.cpu()
     with guard():
         stats = model_stats(model, workload.example())
-    if int8 is not None:
+    if policy.quantize == "int8":
         stats["size_mb"] = int8_size_mb(model)
-    return TrialResult(metrics=metrics, latency=timing,
-                       speedup=settings.base_latency_ms / timing.median_ms,
-                       stats=stats, model=model, deployed=deployed)
+    return TrialResult(metrics=metrics, latency=timing, speedup=math.nan, stats=stats,
+                       model=model, deployed=deployed)
 
 
 def int8_size_mb(model: nn.Module) -> float:

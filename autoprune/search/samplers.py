@@ -1,7 +1,7 @@
 """Search methods chosen by `search=<name>`, all Optuna samplers.
 
 Optuna's own: multivariate TPE, NSGA-II, NSGA-III, GP (Bayesian optimisation) and random.
-Ours: `uniform`, the one-global-ratio sweep users try first, and `amc`, the reinforcement-
+Ours: `uniform`, the width-by-depth grid users try first, and `amc`, the reinforcement-
 learning agent of `autoprune.search.amc`. Being samplers, all of them share Optuna's storage,
 Ray Tune's parallel trials and the MLflow logging unchanged.
 """
@@ -125,23 +125,54 @@ class PlannedSampler(optuna.samplers.BaseSampler):
 
 
 class UniformSampler(PlannedSampler):
-    """One global ratio for every group, in each group's preferred structured strategy,
-    swept evenly from the space's smallest to its largest ratio over `n_trials` trials."""
+    """The grid a user would write by hand: one global ratio for every group (in each group's
+    preferred structured strategy) crossed with a depth, the number of residual blocks
+    removed from the deepest. `n_trials` cells: every depth from 0 to the removable blocks,
+    ratios swept evenly from the space's smallest to its largest; trials past the budget wrap
+    around the grid."""
 
     def __init__(self, space: Any, n_trials: int) -> None:
         super().__init__(seed=0)
         self.space = space
-        self.n_trials = n_trials
-
-    def ratio(self, number: int) -> float:
-        """The ratio of trial `number` (trials past the budget wrap around the sweep)."""
-        lo, hi = self.space.ratio_min, self.space.ratio_max
-        if self.n_trials == 1:
-            return hi
-        return lo + (number % self.n_trials) * (hi - lo) / (self.n_trials - 1)
+        self.cells = grid(space.ratio_min, space.ratio_max, len(space.removable()), n_trials)
 
     def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-        return self.space.uniform_point(self.ratio(trial.number))
+        ratio, depth = self.cells[trial.number % len(self.cells)]
+        return self.space.uniform_point(ratio, depth)
+
+
+def grid(lo: float, hi: float, blocks: int, n_trials: int) -> list[tuple[float, int]]:
+    """`n_trials` (ratio, depth) cells: depths 0..blocks (fewer when the budget is small),
+    each with an even sweep of ratios (never the unpruned model); shallow depths get the
+    remainder. Ordered so that
+    every prefix of the list spreads over the grid (depths alternate, ratios interleave)."""
+    depths = min(blocks + 1, n_trials)
+    per = [n_trials // depths + (d < n_trials % depths) for d in range(depths)]
+    columns = []
+    for depth, count in enumerate(per):
+        if depth == 0 and lo == 0.0:  # ratio 0 at depth 0 is the base model itself
+            ratios = [lo + (i + 1) * (hi - lo) / count for i in range(count)]
+        elif count == 1:
+            ratios = [hi]
+        else:
+            ratios = [lo + i * (hi - lo) / (count - 1) for i in range(count)]
+        columns.append(_spread(ratios))
+    cells = []
+    for i in range(max(per)):
+        cells += [(column[i], d) for d, column in enumerate(columns) if i < len(column)]
+    return cells
+
+
+def _spread(values: list[float]) -> list[float]:
+    """`values` reordered so that each prefix covers their range: ends first, then midpoints."""
+    order, queue = [0, len(values) - 1] if len(values) > 1 else [0], [(0, len(values) - 1)]
+    while queue:
+        a, b = queue.pop(0)
+        if b - a > 1:
+            m = (a + b) // 2
+            order.append(m)
+            queue += [(a, m), (m, b)]
+    return [values[i] for i in order]
 
 
 def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,

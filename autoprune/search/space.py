@@ -24,6 +24,7 @@ from autoprune.pruning.policy import (
 from autoprune.pruning.strategies import STRATEGIES
 
 DYNAMIC = "dynamic"  # the strategy whose policies are never quantised
+LAYER = "layer"  # the strategy that removes a whole block
 
 # Which strategy a uniform seed policy uses, most preferred first: the ones that make a model
 # faster on dense hardware.
@@ -96,10 +97,20 @@ class PolicySpace:
         full.setdefault(QUANTIZE_KEY, "none" if gated else self.quantize[0])
         return full
 
-    def uniform_point(self, ratio: float) -> dict[str, Any]:
-        """Params of a uniform float policy in the preferred structured strategy of each group,
-        one-shot, snapped to the grid; groups with no ratio strategy are left alone."""
-        return self.point({gid: ratio for gid in self.choices})
+    def uniform_point(self, ratio: float, depth: int = 0) -> dict[str, Any]:
+        """Params of a uniform float policy: every group at one `ratio` in its preferred
+        structured strategy, one-shot, snapped to the grid, and the `depth` deepest removable
+        blocks removed (other groups with no ratio strategy are left alone)."""
+        removed = set(self.removable()[len(self.removable()) - depth:]) if depth else set()
+        point = self.point({gid: ratio for gid in self.choices if gid not in removed})
+        for gid in removed:
+            point[gid + STRATEGY_SUFFIX] = LAYER
+            point.pop(gid + RATIO_SUFFIX, None)
+        return point
+
+    def removable(self) -> tuple[str, ...]:
+        """The groups that can be removed whole (residual blocks), in model order."""
+        return tuple(gid for gid, names in self.choices.items() if LAYER in names)
 
     def point(self, ratios: Mapping[str, float]) -> dict[str, Any]:
         """Params of a float one-shot policy: each group in `ratios` at its ratio (snapped to

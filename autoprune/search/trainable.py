@@ -19,6 +19,7 @@ from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP
 from autoprune.search.latency_plan import LatencyPlan
 from autoprune.search.objective import TrialSettings, run_trial
 from autoprune.search.space import PolicySpace
+from autoprune.search.stopwatch import Stopwatch
 from autoprune.tasks import Task
 from autoprune.training import no_guard
 from autoprune.workload import Loading, Workload
@@ -81,7 +82,9 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
     device = settings.finetune.compute.resolve()
     loading = dataclasses.replace(context.loading, pin_memory=context.loading.pin_memory
                                   and device.type == "cuda")
-    workload = Workload(context.task, _worker_data(context.data), loading)
+    watch = Stopwatch()
+    with watch.phase("data"):
+        workload = Workload(context.task, _worker_data(context.data), loading)
     gate = context.plan.gate
     guard = TrainingGuard(gate, trial_id) if gate is not None else no_guard
     last = [0.0]
@@ -94,14 +97,14 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
 
     def on_check(step: int, metrics: dict[str, float], latency: Any) -> None:
         tune.report({CHECK_STEP: step, CHECK_METRIC: metrics[context.task.metric],
-                     CHECK_LATENCY: latency.median_ms})
+                     CHECK_LATENCY: latency.median_ms, **watch.metrics()})
 
     result = run_trial(policy, context.base_model, context.groups, workload, settings,
                        context.plan.backend(context.profile, context.example), guard,
-                       on_step, on_check)
+                       on_step, on_check, watch)
     # The float weights: an int8 model is rebuilt from them and the same calibration data.
     ray.get(store.put.remote(trial_id, result.model.state_dict()))
-    report = result.report()
+    report = {**result.report(), **watch.metrics()}
     tune.report({context.task.metric: report[context.task.metric],
                  "latency_ms": report["latency_ms"], TRIAL_METRICS: report,
                  "latency_source": result.latency.source, "device": str(device),

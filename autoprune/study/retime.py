@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from autoprune.hardware.bench import BenchUnavailable
 from autoprune.pruning import Policy
 from autoprune.search.pareto import front_records
 from autoprune.search.records import TrialRecord
@@ -43,7 +44,19 @@ def retime(backend: Any, base_model: nn.Module, base: Reference, records: list[T
            say: Callable[[str], None]) -> tuple[Reference, dict[int, nn.Module]]:
     """Time the base model and the front again (the faster kept for each), divide every
     completed trial's speedup anew; return the reference and the front's rebuilt models
-    (by trial number) for the end of the study to score and export."""
+    (by trial number) for the end of the study to score and export. A bench that no longer
+    answers leaves the search's times as they are."""
+    try:
+        return _retime(backend, base_model, base, records, rebuild, int8_inputs, tracker, say)
+    except BenchUnavailable as exc:
+        say(f"the latency device did not answer when timing the front again ({exc}); the "
+            "search's times stand")
+        return base, {}
+
+
+def _retime(backend: Any, base_model: nn.Module, base: Reference, records: list[TrialRecord],
+            rebuild: Callable[[TrialRecord], nn.Module], int8_inputs: Any, tracker: Any,
+            say: Callable[[str], None]) -> tuple[Reference, dict[int, nn.Module]]:
     base = retime_base(backend, base_model, base, tracker, say)
     models: dict[int, nn.Module] = {}
     faster = 0

@@ -9,7 +9,6 @@ import math
 import secrets
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from autoprune.study.provenance import git_commit, package_versions
 from autoprune.study.resumed import find_resumed, repair
 from autoprune.study.retime import retime
 from autoprune.study.space import Plan, plan_search
+from autoprune.study.timing import StudyClock, breakdown, describe
 
 
 def trial_settings(settings: Settings, base_latency_ms: float = math.nan) -> TrialSettings:
@@ -82,13 +82,15 @@ def run_study(settings: Settings, output_dir: str) -> None:
     from autoprune.search.latency_plan import plan_latency
     from autoprune.signals import stop_on_sigterm
 
-    started = time.monotonic()
+    clock = StudyClock()
     stop_on_sigterm()
     _checks(settings)
     previous, resumed_name = find_resumed(settings)
     torch.manual_seed(settings.seed)
-    prepared = prepare(settings, say)
-    finetuned = _finetuned(prepared, settings, previous)
+    with clock.stage("base"):
+        prepared = prepare(settings, say)
+    with clock.stage("reference"):
+        finetuned = _finetuned(prepared, settings, previous)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     study_name = resumed_name or f"{settings.study_name}-{stamp}-{secrets.token_hex(2)}"
     profile, calibration_line = calibrated(settings.hardware, settings.cache_dir)
@@ -118,7 +120,7 @@ def run_study(settings: Settings, output_dir: str) -> None:
             base = dataclasses.replace(base, latency_ms=previous.data.metrics.get(
                 "base_latency_ms", base.latency_ms))
         _search(settings, prepared, base, plan, profile, tracker, study_name, previous,
-                output_dir, started)
+                output_dir, clock)
         tracker.finish("FINISHED")
     except BaseException:
         if tracker is not None:
@@ -178,10 +180,9 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
 
 def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, profile: Any,
             tracker: Any, study_name: str, previous: Any, output_dir: str,
-            started: float) -> None:
+            clock: StudyClock) -> None:
     """The trials (the remaining ones of a resumed study), then the front."""
     from autoprune.search import runner
-    from autoprune.search.records import INTERRUPTED
     from autoprune.search.resume import AcrossRuns, Retrain
     from autoprune.search.trainable import TrialContext
     from autoprune.terminal import Progress
@@ -205,27 +206,49 @@ def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, 
     context = TrialContext(prepared.base.model, prepared.groups, settings.data, prepared.task,
                            prepared.workload.loading, settings_now, search_plan.space, profile,
                            plan, settings.ray.cpus_per_trial, prepared.example)
-    study = runner.StudyRun([], None) if done >= budget else runner.run_trials(
-        study_name=study_name, search=dataclasses.replace(settings.search, n_trials=budget - done),
-        context=context, cpus_per_trial=settings.ray.cpus_per_trial,
-        gpus_per_trial=settings.ray.gpus_per_trial, storage_path=Path(output_dir) / "ray",
-        on_record=on_record, sampler=search_plan.sampler, constraints=search_plan.constraints,
-        seed_points=seed_points, on_progress=progress.running)
+    with clock.stage("trials"):
+        study = runner.StudyRun([], None) if done >= budget else runner.run_trials(
+            study_name=study_name,
+            search=dataclasses.replace(settings.search, n_trials=budget - done),
+            context=context, cpus_per_trial=settings.ray.cpus_per_trial,
+            gpus_per_trial=settings.ray.gpus_per_trial, storage_path=Path(output_dir) / "ray",
+            on_record=on_record, sampler=search_plan.sampler,
+            constraints=search_plan.constraints, seed_points=seed_points,
+            on_progress=progress.running)
     progress.close()
     retrain = Retrain(prepared.base.model, prepared.groups, prepared.workload, settings_now,
                       settings.ray.cpus_per_trial, say)
-    across = AcrossRuns(earlier + study.records, study, retrain)
+    with clock.stage("front"):
+        _front(settings, prepared, base, plan, profile, tracker, study_name,
+               AcrossRuns(earlier + study.records, study, retrain), previous, clock)
+    slots = min(settings.search.concurrency, max(budget - done, 1))
+    times = breakdown(clock, study.records, slots)
+    tracker.log_metrics(times)
+    say(describe(times, slots))
+    _outcome(study, done, budget)
+
+
+def _front(settings: Settings, prepared: Prepared, base: Reference, plan: Any, profile: Any,
+           tracker: Any, study_name: str, across: Any, previous: Any,
+           clock: StudyClock) -> None:
+    """Time the front again (measured latency only: a prediction does not vary; a resumed
+    study's speedups stay relative to its first base time; not when the device was lost),
+    then score, export and log it."""
     models = {}
-    # Measured latency only (a prediction does not vary); a resumed study's speedups stay
-    # relative to its first base time.
-    if previous is None and plan.source == "measured":
+    if previous is None and plan.source == "measured" and across.study.gave_up is None:
         base, models = retime(plan.backend(profile, prepared.example), prepared.base.model,
-                              base, study.records, lambda r: rebuild(
+                              base, across.study.records, lambda r: rebuild(
                                   r, across.weights(r), prepared.base.model, prepared.groups,
                                   prepared.workload, settings),
                               int8_inputs(prepared.workload), tracker, say)
     report_front(across, prepared.base.model, prepared.groups, prepared.workload, settings,
-                 tracker, study_name, base, started, models)
+                 tracker, study_name, base, clock.started, models)
+
+
+def _outcome(study: Any, done: int, budget: int) -> None:
+    """Raise when the study gave up, was interrupted, or every trial failed."""
+    from autoprune.search.records import INTERRUPTED
+
     records = study.records
     finished = done + sum(not r.error.startswith(INTERRUPTED) for r in records)
     if study.gave_up is not None:

@@ -14,6 +14,7 @@ from autoprune.search.samplers import (
     Constraints,
     UniformSampler,
     constraint_values,
+    grid,
     make_sampler,
     resolve_constraints,
 )
@@ -86,21 +87,36 @@ def test_bad_sampler_options_are_one_user_error(name, option, message):
         make_sampler(search_config(name, option), 0)
 
 
-def test_uniform_sweeps_one_ratio_for_every_group_over_the_budget():
-    sampler = UniformSampler(SPACE, n_trials=4)
+def test_uniform_crosses_one_ratio_for_every_group_with_blocks_removed_from_the_deepest():
+    space = PolicySpace({"a.conv": ("channel", "lowrank"), "b.block": ("layer",),
+                         "c.fc": ("neuron",), "d.block": ("layer",)}, 0.0, 0.75, 0.05)
+    sampler = UniformSampler(space, n_trials=9)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-    ratios = []
-    for _ in range(4):
+    cells = []
+    for _ in range(9):
         trial = study.ask()
-        SPACE(trial)
-        policy = Policy.from_params(SPACE.complete(trial.params))
-        decided = {gid: d for gid, d in policy.decisions.items() if d.strategy != "none"}
-        assert {d.strategy for d in decided.values()} == {"channel", "neuron"}
-        assert len({d.ratio for d in decided.values()}) == 1
-        assert "c.block" not in decided  # a whole-block choice is not a ratio
-        ratios.append(decided["a.conv"].ratio)
+        space(trial)
+        policy = Policy.from_params(space.complete(trial.params))
+        ratios = {d.ratio for gid, d in policy.decisions.items() if d.strategy != "none"
+                  and not gid.endswith("block")}
+        assert len(ratios) <= 1 and {policy.decisions["a.conv"].strategy} == {"channel"}
+        removed = tuple(g for g in ("b.block", "d.block")
+                        if g in policy.decisions and policy.decisions[g].strategy == "layer")
+        assert removed in ((), ("d.block",), ("b.block", "d.block"))  # deepest first
+        cells.append((policy.decisions["a.conv"].ratio, len(removed)))
         study.tell(trial, [0.5, 1.0])
-    assert ratios == pytest.approx([0.0, 0.25, 0.5, 0.75])
+    assert len(set(cells)) == 9 and (0.0, 0) not in cells  # never the unpruned model
+    assert {d for _, d in cells} == {0, 1, 2}
+    assert sorted(r for r, d in cells if d == 2) == pytest.approx([0.0, 0.4, 0.75])  # snapped
+    assert cells[:3] == [(0.25, 0), (0.0, 1), (0.0, 2)]  # a short budget still spans depths
+
+
+@pytest.mark.parametrize(("blocks", "n"), [(4, 32), (0, 5), (4, 3), (2, 7), (1, 1)])
+def test_the_grid_has_the_budget_of_distinct_cells(blocks, n):
+    cells = grid(0.0, 0.75, blocks, n)
+    assert len(cells) == n == len(set(cells))
+    assert all(0.0 <= r <= 0.75 and 0 <= d <= blocks for r, d in cells)
+    assert (0.0, 0) not in cells
 
 
 def test_relative_accuracy_floor_is_resolved_against_the_base():

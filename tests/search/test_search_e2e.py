@@ -73,6 +73,15 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
         assert {"accuracy", "latency_ms", "speedup", "params", "macs", "size_mb",
                 "sparsity"} <= set(t.data.metrics)
         assert any(k.endswith(".ratio") for k in t.data.params)
+        # Where the trial's time went, measured in the trial: training and timing both took
+        # some, and together they fit in the trial's own wall time.
+        assert t.data.metrics["time_train_s"] > 0 and t.data.metrics["time_latency_s"] > 0
+        spent = sum(v for k, v in t.data.metrics.items() if k.startswith("time_"))
+        assert spent <= (t.info.end_time - t.info.start_time) / 1000 + 1.0
+    # ... and the study's: printed and logged, the shares of the slots' time adding to one.
+    assert "time: " in result.stdout and "framework and idle slots" in result.stdout
+    shares = {k: v for k, v in study.data.metrics.items() if k.startswith("share_")}
+    assert sum(shares.values()) == pytest.approx(1.0) and shares["share_train"] > 0
     front = [t for t in trials if t.data.tags["pareto"] == "true"]
     assert front and all("test_accuracy" in t.data.metrics for t in front)
 
@@ -276,6 +285,7 @@ def test_hopeless_trials_are_stopped_early(tmp_path):
         assert trial.info.status == "KILLED" and trial.data.tags["pareto"] == "false"
         assert "a finished trial at least as fast had" in trial.data.tags["error"]
         assert trial.data.metrics["steps"] == 8  # halfway through 17 steps
+        assert trial.data.metrics["time_train_s"] > 0  # its time up to the check counts too
     assert study.data.metrics["trials_stopped_early"] == len(stopped)
     optuna_study = optuna.load_study(study_name=study.data.tags["optuna_study"],
                                      storage=f"sqlite:///{tmp_path / 'optuna.db'}")

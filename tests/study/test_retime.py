@@ -69,3 +69,17 @@ def test_a_slower_or_predicted_second_timing_of_the_base_changes_nothing():
         tracker = _Tracker()
         assert retime_base(backend, _Named("base"), BASE, tracker, print) == BASE
         assert tracker.logged == []
+
+
+def test_a_bench_that_no_longer_answers_leaves_the_search_times():
+    from autoprune.hardware.bench import BenchUnavailable
+
+    class _Gone:
+        def latency(self, model, refresh=False, int8_calibration=None):  # noqa: ANN001, ANN202
+            raise BenchUnavailable("latency bench gave up after 2 attempt(s)")
+
+    records, lines = [_trial(0, 0.98, 1.0)], []
+    base, models = retime(_Gone(), _Named("base"), BASE, records,
+                          lambda r: _Named(str(r.number)), None, _Tracker(), lines.append)
+    assert base == BASE and models == {} and records[0].metrics["speedup"] == 2.0
+    assert "did not answer" in lines[-1]

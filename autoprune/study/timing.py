@@ -1,0 +1,64 @@
+"""Where a study's wall time went: its stages (the base model, the like-for-like reference,
+the trials, the front), and within the trials the share of the slots' time spent on each
+phase of a trial, the rest being the framework's (Ray, Optuna, MLflow) and idle slots."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from autoprune.search.records import TrialRecord
+from autoprune.search.stopwatch import PHASES, metric_name
+
+STAGES = {"base": "base model", "reference": "reference fine-tune", "trials": "trials",
+          "front": "front (timed again, scored, exported)"}
+PHASE_WORDS = {"data": "reading data", "prune": "pruning", "train": "training",
+               "evaluate": "evaluating", "latency": "timing latency",
+               "gate": "waiting at the latency gate"}
+
+
+@dataclass
+class StudyClock:
+    """Wall seconds per stage of a study."""
+
+    started: float = field(default_factory=time.monotonic)
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        begun = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages[name] += time.monotonic() - begun
+
+
+def breakdown(clock: StudyClock, records: Sequence[TrialRecord], slots: int) -> dict[str, float]:
+    """The study's time as MLflow metrics: `time_<stage>_s`, the trials' summed
+    `time_trials_<phase>_s`, and `share_<phase>` of the trial slots' time (stage seconds times
+    the concurrent trials), `share_framework` the rest."""
+    out = {"time_total_s": time.monotonic() - clock.started}
+    out.update({f"time_{name}_s": s for name, s in clock.stages.items()})
+    capacity = clock.stages["trials"] * max(slots, 1)
+    spent = {p: sum(r.metrics.get(metric_name(p), 0.0) for r in records) for p in PHASES}
+    out.update({f"time_trials_{p}_s": s for p, s in spent.items()})
+    if capacity > 0:
+        out.update({f"share_{p}": s / capacity for p, s in spent.items()})
+        out["share_framework"] = max(0.0, 1.0 - sum(spent.values()) / capacity)
+    return out
+
+
+def describe(times: dict[str, float], slots: int) -> str:
+    """The breakdown in two lines."""
+    stages = ", ".join(f"{words} {times[f'time_{name}_s']:.0f} s"
+                       for name, words in STAGES.items() if times[f"time_{name}_s"] >= 0.5)
+    line = f"time: {times['time_total_s']:.0f} s in all; {stages}"
+    if "share_framework" not in times:
+        return line
+    shares = ", ".join(f"{words} {100 * times[f'share_{p}']:.0f}%"
+                       for p, words in PHASE_WORDS.items() if times[f"share_{p}"] >= 0.005)
+    return (f"{line}\n  of the trials' {slots} slots x {times['time_trials_s']:.0f} s: "
+            f"{shares}, framework and idle slots {100 * times['share_framework']:.0f}% "
+            "(Ray, Optuna, MLflow, a slot waiting for its next trial)")

@@ -1,0 +1,36 @@
+"""Where a study's time went: stages, and the trial slots' time split by phase."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoprune.search.records import TrialRecord
+from autoprune.study.timing import StudyClock, breakdown, describe
+
+
+def _record(number: int, state: str = "complete", **seconds: float) -> TrialRecord:
+    return TrialRecord(number, {}, state, {f"time_{k}_s": v for k, v in seconds.items()})
+
+
+def test_the_slots_time_is_split_by_phase_and_the_rest_is_the_framework():
+    clock = StudyClock()
+    clock.stages.update(base=20.0, reference=3.0, trials=50.0, front=5.0)
+    records = [_record(0, train=40.0, evaluate=5.0, latency=10.0, prune=2.0, data=1.0),
+               _record(1, "stopped", train=20.0, evaluate=2.0, latency=5.0),
+               TrialRecord(2, {}, "failed", error="x")]
+    times = breakdown(clock, records, slots=2)
+    assert times["time_trials_train_s"] == 60.0 and times["time_trials_gate_s"] == 0.0
+    assert times["share_train"] == pytest.approx(0.6)
+    assert times["share_latency"] == pytest.approx(0.15)
+    assert times["share_framework"] == pytest.approx(1 - 85 / 100)
+    text = describe(times, 2)
+    assert "base model 20 s" in text and "2 slots x 50 s" in text
+    assert "training 60%" in text and "framework and idle slots 15%" in text
+    assert "waiting at the latency gate" not in text  # nothing spent there
+
+
+def test_without_trials_there_are_no_shares():
+    clock = StudyClock()
+    times = breakdown(clock, [], slots=2)
+    assert "share_framework" not in times
+    assert describe(times, 2).startswith("time: ")
