@@ -100,7 +100,9 @@ def score(run: dict, base_ms: float) -> None:
         return value / ref if direction == "maximize" else ref / value
 
     def within(value: float, drop: float) -> bool:
-        return value >= ref - drop if direction == "maximize" else value <= ref * (1 + drop)
+        if direction == "maximize":
+            return value >= ref - drop - 1e-9
+        return value <= ref * (1 + drop) + 1e-9
 
     points = [(ms / base_ms, quality(v)) for v, ms in run["trials"]]
     for floor in FLOORS:
