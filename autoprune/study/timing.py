@@ -13,7 +13,7 @@ from autoprune.search.records import TrialRecord
 from autoprune.search.stopwatch import PHASES, metric_name
 
 STAGES = {"base": "base model", "reference": "reference fine-tune", "trials": "trials",
-          "front": "front (timed again, scored, exported)"}
+          "front": "front"}
 PHASE_WORDS = {"data": "reading data", "prune": "pruning", "train": "training",
                "evaluate": "evaluating", "latency": "timing latency",
                "gate": "waiting at the latency gate"}
