@@ -58,3 +58,14 @@ def spread(values: list[float], digits: int = 2) -> str:
         return "-"
     return (f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, "
             f"{max(values):.{digits}f}]")
+
+
+def save_runs(name: str, command: str, made_at: str, runs: Any) -> None:
+    """Write benchmarks/results/<name>.json: the command, the commit that made it (taken
+    before anything was written: writing results would mark it dirty), the machine, runs."""
+    import json
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(
+        {"command": command, "commit": made_at, "machine": machine(), "runs": runs},
+        indent=2))

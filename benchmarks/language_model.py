@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, commit, machine, search, spread
+from common import RESULTS, commit, machine, save_runs, search, spread
 
 LIMIT = 0.05  # at most this much higher perplexity than the reference
 
@@ -94,16 +94,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
+    made_at = commit()
     runs = []
     for seed in args.seeds:
         runs.append(one_run(seed, args.rounds, args.overrides))
         print(json.dumps(runs[-1]), flush=True)
     command = "python benchmarks/language_model.py " + " ".join(sys.argv[1:])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "language_model.json").write_text(json.dumps(
-        {"command": command, "commit": commit(), "machine": machine(), "runs": runs},
-        indent=2))
-    lines = [f"Command: `{command}` at commit {commit()}, {machine()}; fresh cache and "
+    save_runs("language_model", command, made_at, runs)
+    lines = [f"Command: `{command}` at commit {made_at}, {machine()}; fresh cache and "
              "working directory every run, base training included.", "",
              "| seed | wall time | trials (stopped) | base val ppl (fine-tuned twin) | "
              "fastest front model within 5%: speedup in the study | re-measured, "

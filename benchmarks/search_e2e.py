@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, commit, machine, search, spread
+from common import RESULTS, commit, machine, save_runs, search, spread
 
 
 def one_run(profile: str, extra: list[str]) -> dict:
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
+    made_at = commit()
     runs: dict[str, list[dict]] = {}
     for profile in args.profiles:
         runs[profile] = []
@@ -61,11 +62,8 @@ def main() -> None:
             print(f"{profile} run {i + 1}/{args.repeats}: {json.dumps(result)}", flush=True)
             runs[profile].append(result)
     command = "python benchmarks/search_e2e.py " + " ".join(sys.argv[1:])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "search_e2e.json").write_text(json.dumps(
-        {"command": command, "commit": commit(), "machine": machine(), "runs": runs},
-        indent=2))
-    lines = [f"Command: `{command}` at commit {commit()}, {machine()} (fresh cache and working "
+    save_runs("search_e2e", command, made_at, runs)
+    lines = [f"Command: `{command}` at commit {made_at}, {machine()} (fresh cache and working "
              "directory every run; median [min, max] over runs)", "",
              "| profile | runs | wall time (s) | trials (stopped) | Pareto trials | latency | "
              "best speedup within 1 pt of the reference | its val acc (base, fine-tuned twin) |"
