@@ -20,7 +20,11 @@ median of its studies' base measurements). Per study:
   2.5% and 5% higher);
 - best metric at fixed latency budgets: 0.5x, 0.33x and 0.25x of the base latency;
 - hypervolume of (latency ratio, q) against strict references: q floors of 0.9 and 0.97, latency
-  ratio 1.
+  ratio 1;
+- the fine-tuning steps the study spent, as a share of every trial fine-tuned to the end.
+
+A method named `<method>:full` is that method with `search.early_stop=false` (no multi-fidelity
+fine-tuning: every trial gets every step), the full-budget twin multi-fidelity is judged by.
 
 Reported as the median and interquartile range over seeds. Workloads: `resnet` (the default
 digits study) and `gpt` (`task=language_model`). Writes benchmarks/results/search_methods.
@@ -44,7 +48,8 @@ from pathlib import Path
 
 from common import RESULTS, commit, machine, search
 
-METHODS = ("uniform", "random", "tpe", "amc")
+METHODS = ("uniform", "random", "tpe", "refine", "amc")
+FULL = ":full"  # a method name ending so runs with every trial fine-tuned to the end
 WORKLOADS = {  # overrides, default trials, metric, direction, (small, larger) drop
     "resnet": ([], 32, "accuracy", "maximize", (0.005, 0.01)),
     "gpt": (["task=language_model"], 24, "perplexity", "minimize", (0.025, 0.05)),
@@ -68,12 +73,14 @@ def hypervolume(points: Sequence[tuple[float, float]], floor: float) -> float:
 def one_study(workload: str, method: str, seed: int, trials: int, cache: Path,
               extra: Sequence[str]) -> dict:
     overrides, _, metric, direction, _ = WORKLOADS[workload]
+    name, full = method.removesuffix(FULL), method.endswith(FULL)
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
         shutil.copytree(cache, cwd / "cache")
-        wall, study, runs = search(cwd, *overrides, "hardware=cpu", f"search={method}",
+        wall, study, runs = search(cwd, *overrides, "hardware=cpu", f"search={name}",
                                    f"seed={seed}", f"search.n_trials={trials}",
-                                   "search.seed_ratios=[]", *extra)
+                                   "search.seed_ratios=[]", *extra,
+                                   *(["search.early_stop=false"] if full else []))
         for sub in ("base", "calibration"):  # the next method of this seed reuses them
             if (cwd / "cache" / sub).is_dir():
                 shutil.copytree(cwd / "cache" / sub, cache / sub, dirs_exist_ok=True)
@@ -83,10 +90,13 @@ def one_study(workload: str, method: str, seed: int, trials: int, cache: Path,
         better = max if direction == "maximize" else min
         reference = better(reference, m[f"base_{metric}_finetuned"])
     done = [r for r in runs if r.data.tags.get("state") == "complete"]
+    tried = done + [r for r in runs if r.data.tags.get("state") == "stopped"]
+    steps = [r.data.metrics["steps"] for r in tried]
     return {"workload": workload, "method": method, "seed": seed, "wall_s": round(wall, 1),
             "base_latency_ms": m["base_latency_ms"], "reference": reference,
             "time_shares": {k: v for k, v in m.items() if k.startswith("share_")},
             "trials": [[r.data.metrics[metric], r.data.metrics["latency_ms"]] for r in done],
+            "steps_used": sum(steps), "steps_full": max(steps, default=0) * len(tried),
             "stopped": sum(r.data.tags.get("state") == "stopped" for r in runs),
             "failed": sum(r.data.tags.get("state") == "failed" for r in runs)}
 
@@ -134,7 +144,8 @@ def table(runs: list[dict], workload: str, methods: Sequence[str]) -> list[str]:
     scale = 100 if direction == "maximize" else 1
     heads = ([f"hv q>={f}" for f in FLOORS] + [f"speedup within {scale * d:g} {unit}"
                                                for d in drops]
-             + [f"{metric} at {b}x latency" for b in BUDGETS] + ["wall s"])
+             + [f"{metric} at {b}x latency" for b in BUDGETS]
+             + ["fine-tuning steps (of full)", "wall s"])
     lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for method in methods:
         mine = [r for r in runs if r["workload"] == workload and r["method"] == method]
@@ -143,6 +154,7 @@ def table(runs: list[dict], workload: str, methods: Sequence[str]) -> list[str]:
         cells = [iqr([r[f"hv_{f}"] for r in mine], 4) for f in FLOORS]
         cells += [iqr([r[f"speedup_within_{d}"] for r in mine], 2) for d in drops]
         cells += [iqr([r[f"{metric}_at_{b}x"] for r in mine], 4) for b in BUDGETS]
+        cells.append(iqr([r["steps_used"] / r["steps_full"] for r in mine], 2))
         cells.append(iqr([r["wall_s"] for r in mine], 0))
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     return lines

@@ -95,10 +95,12 @@ class SearchConfig:
     sensitivity: bool = False
     sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
     sensitivity_max_drop: float = 0.2
-    # Early stopping: a trial whose metric halfway through fine-tuning trails a finished
-    # trial that is at least as fast by more than the (relative) margin stops there.
+    # Multi-fidelity fine-tuning: at each rung (a fraction of finetune.steps) a trial whose
+    # metric trails, by more than the (relative) margin, a trial that reached the same rung
+    # at least as fast stops there.
     early_stop: bool = True
-    early_stop_margin: float = 0.1
+    early_stop_margin: float = 0.005
+    rungs: tuple[float, ...] = (0.25, 0.5)
     # A base model at chance level stops the study unless this is set.
     allow_weak_base: bool = False
 

@@ -96,7 +96,6 @@ class StudyCallback(tune.Callback):
         if self.on_progress is not None:
             self.on_progress(record.number, None, 0, math.nan)
         if record.state == "complete":
-            self.searcher.stopper.finish(record.weights_key, record.metrics["latency_ms"])
             front = {id(r) for r in front_records(self.records, self.objective)}
             # Only completed trials off the (feasible) front: weights of trials still running
             # stay.

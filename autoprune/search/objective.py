@@ -34,7 +34,7 @@ from autoprune.workload import Workload
 CALIBRATION_SAMPLES = 256  # training examples that calibrate int8 activation ranges
 CALIBRATION_BATCH = 64  # training examples that gradient criteria score channels on
 # Called during fine-tuning: (step, steps, loss) after each step; (step, metrics, latency)
-# at the check step halfway through, where the trial may be stopped.
+# at each check step (a rung of multi-fidelity fine-tuning), where the trial may be stopped.
 OnProgress = Callable[[int, int, float], None]
 OnCheck = Callable[[int, dict[str, float], Latency], None]
 
@@ -49,6 +49,7 @@ class TrialSettings:
     base_latency_ms: float
     schedule_steps: int = 3
     schedule_finetune_steps: int = 17  # fine-tuning between the steps of an iterative schedule
+    check_steps: tuple[int, ...] = ()  # fine-tuning steps after which `on_check` is called
 
 
 @dataclass
@@ -160,8 +161,8 @@ def run_trial(
     """Return the metrics of `policy` applied to `base_model`; `base_model` is not changed.
 
     The latency is measured as soon as the architecture is final (weights do not change it),
-    so that `on_check(step, metrics, latency)`, called once halfway through fine-tuning, can
-    tell where the trial stands; it may stop the trial. `on_step(step, steps, loss)` follows
+    so that `on_check(step, metrics, latency)`, called after each of `settings.check_steps`,
+    can tell where the trial stands; it may stop the trial. `on_step(step, steps, loss)` follows
     the fine-tuning; `watch` counts where the time goes. Raises TrialFailed when fine-tuning
     diverges or the metric is not a number.
     """
@@ -170,7 +171,6 @@ def run_trial(
     int8 = int8_inputs(workload) if policy.quantize == "int8" else None
     timings: list[Latency] = []
     spec = settings.finetune
-    check_step = spec.steps // 2 if spec.steps >= 2 else 0
 
     def measure(model: nn.Module) -> None:
         # Outside the guard: a measurement needs the cores alone.
@@ -184,7 +184,7 @@ def run_trial(
     def step_done(model: nn.Module, step: int, loss: float) -> None:
         if on_step is not None:
             on_step(step, spec.steps, loss)
-        if on_check is not None and step == check_step:
+        if on_check is not None and step in settings.check_steps:
             with watch.phase("evaluate"):
                 metrics = evaluate(model, workload, compute=spec.compute, guard=guard)
             on_check(step, metrics, timings[-1])

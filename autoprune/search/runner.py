@@ -137,7 +137,7 @@ def run_trials(
     storage = optuna_storage(search.storage)
     store = WeightStore.options(scheduling_strategy=here()).remote()
     stopper = EarlyStop(search.early_stop, search.early_stop_margin,
-                        context.settings.finetune.steps, objective)
+                        context.settings.finetune.steps, objective, search.rungs)
     searcher = StudySearch(
         space=context.space, metric=[objective.metric, "latency_ms"], mode=[objective.mode, "min"],
         sampler=sampler, study_name=study_name, storage=storage,

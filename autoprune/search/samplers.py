@@ -1,8 +1,9 @@
 """Search methods chosen by `search=<name>`, all Optuna samplers.
 
 Optuna's own: multivariate TPE, NSGA-II, NSGA-III, GP (Bayesian optimisation) and random.
-Ours: `uniform`, the width-by-depth grid users try first, and `amc`, the reinforcement-
-learning agent of `autoprune.search.amc`. Being samplers, all of them share Optuna's storage,
+Ours: `uniform`, the width-by-depth grid users try first; `refine`, that grid then the front
+refined by mutation (`autoprune.search.refine`); and `amc`, the reinforcement-learning agent
+of `autoprune.search.amc`. Being samplers, all of them share Optuna's storage,
 Ray Tune's parallel trials and the MLflow logging unchanged.
 """
 
@@ -143,7 +144,7 @@ class UniformSampler(PlannedSampler):
 
 def grid(lo: float, hi: float, blocks: int, n_trials: int) -> list[tuple[float, int]]:
     """`n_trials` (ratio, depth) cells: depths 0..blocks (fewer when the budget is small),
-    each with an even sweep of ratios (never the unpruned model); shallow depths get the
+    each with an even sweep of ratios (never the unpruned model; a single ratio is the middle one); shallow depths get the
     remainder. Ordered so that every prefix spreads over the grid (depths alternate, ratios
     interleave)."""
     depths = min(blocks + 1, n_trials)
@@ -153,7 +154,7 @@ def grid(lo: float, hi: float, blocks: int, n_trials: int) -> list[tuple[float, 
         if depth == 0 and lo == 0.0:  # ratio 0 at depth 0 is the base model itself
             ratios = [lo + (i + 1) * (hi - lo) / count for i in range(count)]
         elif count == 1:
-            ratios = [hi]
+            ratios = [(lo + hi) / 2]
         else:
             ratios = [lo + i * (hi - lo) / (count - 1) for i in range(count)]
         columns.append(_spread(ratios))
@@ -178,13 +179,22 @@ def _spread(values: list[float]) -> list[float]:
 def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
                  constraints: Constraints | None = None,
                  agent: Callable[..., optuna.samplers.BaseSampler] | None = None,
-                 ) -> optuna.samplers.BaseSampler:
+                 reference: float = 1.0) -> optuna.samplers.BaseSampler:
     """Return the configured sampler, seeded; bad options raise UserError.
 
-    `space` (a PolicySpace) is needed by `uniform`; `agent` builds the `amc` sampler (it needs
-    the model's groups and latency model). Without them the options are only checked.
+    `space` (a PolicySpace) is needed by `uniform` and `refine` (which judges trials against
+    the base `reference` metric); `agent` builds the `amc` sampler (it needs the model's
+    groups and latency model). Without them the options are only checked.
     """
     options = dict(cfg.options)
+    if cfg.sampler == "refine":
+        from autoprune.search.refine import RefineOptions, RefineSampler
+
+        RefineOptions.from_dict(options)  # raises UserError on bad values
+        if space is None:
+            return optuna.samplers.RandomSampler(seed=seed)
+        return RefineSampler(space, cfg.n_trials, seed, options,
+                             (constraints or Constraints()).objective, reference)
     if cfg.sampler in ("uniform", "amc"):
         from autoprune.search.amc import AGENT_OPTIONS
 

@@ -70,8 +70,8 @@ def _worker_data(cfg: DataConfig) -> Any:
 
 
 def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> None:
-    """One trial under Tune: progress while fine-tuning, the check result halfway, then the
-    metrics; the fine-tuned weights go to the driver's weight store."""
+    """One trial under Tune: progress while fine-tuning, the check result at each rung, then
+    the metrics; the fine-tuned weights go to the driver's weight store."""
     from autoprune.hardware.bench import TrainingGuard
 
     started = time.time()
@@ -104,7 +104,7 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
                        on_step, on_check, watch)
     # The float weights: an int8 model is rebuilt from them and the same calibration data.
     ray.get(store.put.remote(trial_id, result.model.state_dict()))
-    report = {**result.report(), **watch.metrics()}
+    report = {**result.report(), **watch.metrics(), "steps": float(settings.finetune.steps)}
     tune.report({context.task.metric: report[context.task.metric],
                  "latency_ms": report["latency_ms"], TRIAL_METRICS: report,
                  "latency_source": result.latency.source, "device": str(device),

@@ -185,8 +185,12 @@ def _summary(records: list, front: list, test: dict[int, float], full_val: dict[
     say(f"Pareto front of {study_name}: {len(front)} trials; {len(done)} completed, "
         f"{sum(r.state == 'failed' for r in records)} failed, "
         f"{time.monotonic() - started:.0f}s; latency {source}")
+    steps = settings.finetune.steps
+    if done or stopped:
+        tracker.log_metrics({
+            "finetune_steps": sum(r.metrics.get("steps", steps) for r in done + stopped),
+            "finetune_steps_full": steps * (len(done) + len(stopped))})
     if stopped:
-        steps = settings.finetune.steps
         saved = sum(steps - r.metrics.get("steps", steps) for r in stopped)
         say(f"stopped early: {len(stopped)} trials could not reach the front "
             f"({saved:.0f} of {steps * (len(done) + len(stopped)):.0f} fine-tuning steps "

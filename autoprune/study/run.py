@@ -27,6 +27,7 @@ from autoprune.study.prepare import Prepared, finetuned_reference, prepare, refe
 from autoprune.study.provenance import git_commit, package_versions
 from autoprune.study.resumed import find_resumed, repair
 from autoprune.study.retime import retime
+from autoprune.search.early_stop import rung_steps
 from autoprune.study.space import Plan, plan_search
 from autoprune.study.timing import StudyClock, breakdown, describe
 
@@ -37,7 +38,9 @@ def trial_settings(settings: Settings, base_latency_ms: float = math.nan) -> Tri
                          finetune=specs.train_spec(settings),
                          bn_batches=ft.bn_recalibration_batches, base_latency_ms=base_latency_ms,
                          schedule_steps=settings.pruning.schedule_steps,
-                         schedule_finetune_steps=settings.pruning.schedule_finetune_steps)
+                         schedule_finetune_steps=settings.pruning.schedule_finetune_steps,
+                         check_steps=rung_steps(settings.search.rungs, ft.steps)
+                         if settings.search.early_stop else ())
 
 
 def _checks(settings: Settings) -> None:

@@ -83,5 +83,5 @@ def plan_search(settings: Settings, prepared: Prepared, base: Reference, profile
                               constraints.max_latency_ms, base.objective, base.best,
                               calibration(prepared.workload))
     sampler = make_sampler(search, settings.seed, space=space, constraints=constraints,
-                           agent=agent)
+                           agent=agent, reference=base.best)
     return Plan(space, sampler, constraints, seed_points)

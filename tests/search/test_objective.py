@@ -55,16 +55,16 @@ def test_channel_trial_is_smaller_faster_and_still_accurate(setup):
         1 - metrics["nonzero_params"] / metrics["params"])
 
 
-def test_progress_is_reported_every_step_and_checked_halfway(setup):
+def test_progress_is_reported_every_step_and_checked_at_each_rung(setup):
     settings, work, model, groups = setup
     steps, checks = [], []
     run_trial(Policy.uniform([g.id for g in groups], "channel", 0.25), model, groups, work,
-              trial_settings(1.0, finetune=TrainSpec(steps=10, lr=0.02)),
+              trial_settings(1.0, finetune=TrainSpec(steps=10, lr=0.02), check_steps=(3, 5)),
               _predicted(settings, work), on_step=lambda s, n, loss: steps.append((s, n)),
               on_check=lambda s, m, lat: checks.append((s, m["accuracy"], lat.source)))
     assert steps == [(s, 10) for s in range(1, 11)]
-    assert len(checks) == 1 and checks[0][0] == 5 and checks[0][2] == "predicted"
-    assert 0.1 < checks[0][1] <= 1.0
+    assert [c[0] for c in checks] == [3, 5] and {c[2] for c in checks} == {"predicted"}
+    assert all(0.1 < c[1] <= 1.0 for c in checks)
 
 
 def test_an_empty_policy_fine_tunes_the_unpruned_model(setup):

@@ -7,7 +7,13 @@ import math
 import optuna
 import pytest
 
-from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP, EarlyStop
+from autoprune.search.early_stop import (
+    CHECK_LATENCY,
+    CHECK_METRIC,
+    CHECK_STEP,
+    EarlyStop,
+    rung_steps,
+)
 from autoprune.search.samplers import CONSTRAINTS_ATTR, Constraints
 from autoprune.search.space import PolicySpace
 from autoprune.search.tune_search import StudySearch
@@ -72,7 +78,6 @@ def test_a_trial_stopped_early_is_pruned_in_optuna():
     search = searcher(stopper=stopper)
     search.suggest("t0")
     assert not stopper("t0", result(1, 0.9, 1.0))
-    stopper.finish("t0", 1.0)
     search.suggest("t1")
     midway = result(1, 0.5, 1.2)
     assert stopper("t1", midway)
@@ -81,25 +86,38 @@ def test_a_trial_stopped_early_is_pruned_in_optuna():
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.values is None
 
 
-def test_early_stopping_compares_trials_at_the_same_step():
-    stop = EarlyStop(True, 0.1, 4, ACCURACY)  # decides after step 2 of 4
-    assert not stop("a", result(2, 0.80, 1.0))  # nothing finished yet
-    stop.finish("a", 1.0)
-    assert not stop("b", result(1, 0.10, 1.2))  # not the deciding step
-    assert stop("b", result(2, 0.60, 1.2))  # slower and far behind at the same step
-    assert "at least as fast had 80.00%" in stop.stopped["b"]
+def test_each_rung_passes_on_its_front_and_stops_what_falls_behind():
+    stop = EarlyStop(True, 0.1, 8, ACCURACY, rungs=(0.25, 0.5))  # rungs after steps 2 and 4
+    assert stop.rungs == (2, 4)
+    assert not stop("a", result(2, 0.80, 1.0))  # first at the rung: nothing to trail
+    assert not stop("b", result(1, 0.10, 1.2))  # not a rung
+    assert not stop("b", result(3, 0.10, 1.2))
+    assert stop("b", result(2, 0.60, 1.2))  # slower and far behind at the same rung
+    assert "after 2/8 steps" in stop.stopped["b"] and "had 80.00%" in stop.stopped["b"]
     assert not stop("c", result(2, 0.60, 0.9))  # faster: may still be on the front
     assert not stop("d", result(2, 0.75, 1.2))  # within the (relative) margin
-    stop.finish("never-reported-midway", 0.1)  # trials without a midway result are no reference
-    assert not stop("e", result(2, 0.75, 1.2))
-    assert not EarlyStop(True, 0.1, 1, ACCURACY).enabled  # one step: no halfway point
+    # A later rung compares with the trials that reached it, not with earlier rungs.
+    assert not stop("a", result(4, 0.70, 1.0))
+    assert stop("d", result(4, 0.50, 1.2))
+    assert not stop("e", result(4, 0.90, 1.2))  # better than everything there: goes on
+
+
+def test_a_trial_is_judged_against_trials_still_running_like_asha():
+    stop = EarlyStop(True, 0.0, 4, ACCURACY, rungs=(0.5,))
+    assert not stop("running", result(2, 0.9, 1.0))  # has not finished, yet it is a reference
+    assert stop("late", result(2, 0.8, 1.0))
+
+
+def test_rungs_are_steps_before_the_last():
+    assert rung_steps((0.25, 0.5), 34) == (8, 17)
+    assert rung_steps((0.01, 0.5, 0.99), 10) == (5,)  # rounded to no step or the last: dropped
+    assert not EarlyStop(True, 0.1, 1, ACCURACY).enabled  # one step: nothing to check
     assert not EarlyStop(False, 0.1, 4, ACCURACY)("x", result(2, 0.0, 9.0))
 
 
 def test_early_stopping_of_a_minimised_metric_stops_the_higher_values():
     stop = EarlyStop(True, 0.1, 10, PERPLEXITY)
     assert not stop("a", result(5, 5.0, 1.0))
-    stop.finish("a", 1.0)
     assert stop("b", result(5, 6.0, 1.2))  # 20% higher perplexity, no faster
     assert "perplexity 6 at 1.200 ms" in stop.stopped["b"]
     assert not stop("c", result(5, 5.4, 1.2))  # 8% higher: within the margin
