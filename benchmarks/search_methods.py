@@ -24,11 +24,13 @@ median of its studies' base measurements). Per study:
 - the fine-tuning steps the study spent, as a share of every trial fine-tuned to the end.
 
 A method named `<method>:full` is that method with `search.early_stop=false` (no multi-fidelity
-fine-tuning: every trial gets every step), the full-budget twin multi-fidelity is judged by.
+fine-tuning: every trial gets every step), the full-budget twin multi-fidelity is judged by;
+`<method>+key=value` is that method with one more override (`tpe+search.rungs=[0.125,0.5]`).
 
 Reported as the median and interquartile range over seeds. Workloads: `resnet` (the default
 digits study) and `gpt` (`task=language_model`). Writes benchmarks/results/search_methods.
-{json,md} with the commit that made them.
+{json,md}, each workload with the command and commit that made it (a run of one workload
+keeps the others' results).
 
     python benchmarks/search_methods.py --seeds 0 1 2 3 4 --workloads resnet gpt
 """
@@ -73,14 +75,15 @@ def hypervolume(points: Sequence[tuple[float, float]], floor: float) -> float:
 def one_study(workload: str, method: str, seed: int, trials: int, cache: Path,
               extra: Sequence[str]) -> dict:
     overrides, _, metric, direction, _ = WORKLOADS[workload]
-    name, full = method.removesuffix(FULL), method.endswith(FULL)
+    name, *changes = method.removesuffix(FULL).split("+")
+    if method.endswith(FULL):
+        changes.append("search.early_stop=false")
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
         shutil.copytree(cache, cwd / "cache")
         wall, study, runs = search(cwd, *overrides, "hardware=cpu", f"search={name}",
                                    f"seed={seed}", f"search.n_trials={trials}",
-                                   "search.seed_ratios=[]", *extra,
-                                   *(["search.early_stop=false"] if full else []))
+                                   "search.seed_ratios=[]", *extra, *changes)
         for sub in ("base", "calibration"):  # the next method of this seed reuses them
             if (cwd / "cache" / sub).is_dir():
                 shutil.copytree(cwd / "cache" / sub, cache / sub, dirs_exist_ok=True)
@@ -184,30 +187,40 @@ def main() -> None:
                     runs.append(run)
                     print(json.dumps({k: v for k, v in run.items() if k != "trials"}),
                           flush=True)
-    for workload in args.workloads:
-        mine = [r for r in runs if r["workload"] == workload]
-        base_ms = statistics.median(r["base_latency_ms"] for r in mine)
-        for run in mine:
-            score(run, base_ms)
     command = ("python benchmarks/search_methods.py --seeds " + " ".join(map(str, args.seeds))
                + " --workloads " + " ".join(args.workloads)
                + (" --methods " + " ".join(args.methods) if args.methods != list(METHODS) else "")
                + (f" --trials {args.trials}" if args.trials else "")
                + (" " + " ".join(args.overrides) if args.overrides else ""))
+    path = RESULTS / "search_methods.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results = results.get("workloads", {})  # workloads this run did not touch are kept
+    for workload in args.workloads:
+        mine = [r for r in runs if r["workload"] == workload]
+        base_ms = statistics.median(r["base_latency_ms"] for r in mine)
+        for run in mine:
+            score(run, base_ms)
+        results[workload] = {"command": command, "commit": made_at, "machine": machine(),
+                             "trials": args.trials or WORKLOADS[workload][1],
+                             "methods": args.methods, "runs": mine,
+                             "wall_s": round(time.monotonic() - started)}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "search_methods.json").write_text(json.dumps(
-        {"command": command, "commit": made_at, "machine": machine(), "runs": runs,
-         "wall_s": round(time.monotonic() - started)}, indent=2) + "\n")
+    path.write_text(json.dumps({"workloads": results}, indent=2) + "\n")
+    (RESULTS / "search_methods.md").write_text(report(results))
+    print(report(results))
+
+
+def report(results: dict) -> str:
     lines = ["# Search methods under the same conditions\n",
-             f"Command: `{command}` at commit {made_at}, {machine()}.\n",
              "Each cell: median [interquartile range] over seeds; a count in parentheses says "
              "how many studies got there at all. q is the metric relative to the study's "
              "reference (higher is better); latency relative to the workload's common base.\n"]
-    for workload in args.workloads:
-        trials = args.trials or WORKLOADS[workload][1]
-        lines += [f"## {workload}, {trials} trials\n", *table(runs, workload, args.methods), ""]
-    (RESULTS / "search_methods.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    for workload, result in results.items():
+        lines += [f"## {workload}, {result['trials']} trials\n",
+                  f"Command: `{result['command']}` at commit {result['commit']}, "
+                  f"{result['machine']}.\n",
+                  *table(result["runs"], workload, result["methods"]), ""]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

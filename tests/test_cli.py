@@ -27,7 +27,7 @@ def test_help_lists_groups_and_choices(tmp_path):
     assert result.returncode == 0
     for line in ("hardware: cpu, cuda, jetson, jetson_agx_orin, jetson_nano, "
                  "jetson_orin_nano_super, jetson_orin_nx, jetson_xavier_nx",
-                 "search: amc, gp, nsga2, nsga3, random, tpe, uniform",
+                 "search: amc, gp, nsga2, nsga3, random, refine, tpe, uniform",
                  "model: custom, gpt, mlp, mobilenet, resnet, resnet20, resnet8, vgg, vit",
                  "data: arrays, dataset, digits, synthetic, text",
                  "pruning: all, default, language_model",

@@ -100,7 +100,7 @@ class SearchConfig:
     # at least as fast stops there.
     early_stop: bool = True
     early_stop_margin: float = 0.005
-    rungs: tuple[float, ...] = (0.25, 0.5)
+    rungs: tuple[float, ...] = (0.125, 0.25, 0.5)
     # A base model at chance level stops the study unless this is set.
     allow_weak_base: bool = False
 

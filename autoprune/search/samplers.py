@@ -144,9 +144,9 @@ class UniformSampler(PlannedSampler):
 
 def grid(lo: float, hi: float, blocks: int, n_trials: int) -> list[tuple[float, int]]:
     """`n_trials` (ratio, depth) cells: depths 0..blocks (fewer when the budget is small),
-    each with an even sweep of ratios (never the unpruned model; a single ratio is the middle one); shallow depths get the
-    remainder. Ordered so that every prefix spreads over the grid (depths alternate, ratios
-    interleave)."""
+    each with an even sweep of ratios (never the unpruned model; a single ratio is the
+    middle one); shallow depths get the remainder. Ordered so that every prefix spreads over
+    the grid (depths alternate, ratios interleave)."""
     depths = min(blocks + 1, n_trials)
     per = [n_trials // depths + (d < n_trials % depths) for d in range(depths)]
     columns = []

@@ -20,6 +20,7 @@ from autoprune.config import Settings
 from autoprune.errors import StudyFailed, TrialFailed, UserError
 from autoprune.hardware.bench import BenchUnavailable
 from autoprune.hardware.latency import settled_latency
+from autoprune.search.early_stop import rung_steps
 from autoprune.search.objective import TrialSettings, int8_inputs
 from autoprune.search.reference import Reference
 from autoprune.study.front import rebuild, report_front, say
@@ -27,7 +28,6 @@ from autoprune.study.prepare import Prepared, finetuned_reference, prepare, refe
 from autoprune.study.provenance import git_commit, package_versions
 from autoprune.study.resumed import find_resumed, repair
 from autoprune.study.retime import retime
-from autoprune.search.early_stop import rung_steps
 from autoprune.study.space import Plan, plan_search
 from autoprune.study.timing import StudyClock, breakdown, describe
 

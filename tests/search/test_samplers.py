@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import optuna
 import pytest
 
@@ -9,6 +11,7 @@ from autoprune.cli import compose
 from autoprune.config import SAMPLERS, settings_from_dict
 from autoprune.errors import UserError
 from autoprune.pruning import Policy
+from autoprune.search.refine import RefineSampler
 from autoprune.search.samplers import (
     CONSTRAINTS_ATTR,
     Constraints,
@@ -42,7 +45,8 @@ def test_every_method_has_a_config_and_builds_a_seeded_sampler(name):
 def test_each_name_gives_the_sampler_it_promises():
     expected = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
                 "nsga3": optuna.samplers.NSGAIIISampler, "gp": optuna.samplers.GPSampler,
-                "random": optuna.samplers.RandomSampler, "uniform": UniformSampler}
+                "random": optuna.samplers.RandomSampler, "uniform": UniformSampler,
+                "refine": RefineSampler}
     for name, cls in expected.items():
         assert type(make_sampler(search_config(name), 0, space=SPACE)) is cls, name
 
@@ -79,11 +83,14 @@ def test_every_method_proposes_complete_policies_inside_the_space(name):
 @pytest.mark.parametrize(("name", "option", "message"), [
     ("uniform", "+search.options.foo=1", "search.options.foo is not an option of the uniform"),
     ("amc", "+search.options.foo=1", "search.options.foo is not an option of the amc sampler"),
+    ("refine", "+search.options.foo=1", "search.options.foo is not an option of the refine"),
+    ("refine", "search.options.floor=2", "search.options.floor must lie in [0, 1], got 2.0"),
+    ("refine", "search.options.sigma=0", "search.options.sigma must be positive"),
     ("amc", "search.options.budget_min=0", "budget_min and budget_max must satisfy"),
     ("nsga3", "+search.options.bogus=2", "search.options do not fit the nsga3 sampler"),
 ])
 def test_bad_sampler_options_are_one_user_error(name, option, message):
-    with pytest.raises(UserError, match=message.replace(".", r"\.").replace("+", r"\+")):
+    with pytest.raises(UserError, match=re.escape(message)):
         make_sampler(search_config(name, option), 0)
 
 
