@@ -99,8 +99,8 @@ class SearchConfig:
     # metric trails, by more than the (relative) margin, a trial that reached the same rung
     # at least as fast stops there.
     early_stop: bool = True
-    early_stop_margin: float = 0.005
-    rungs: tuple[float, ...] = (0.125, 0.25, 0.5)
+    early_stop_margin: float = 0.1
+    rungs: tuple[float, ...] = (0.5,)
     # A base model at chance level stops the study unless this is set.
     allow_weak_base: bool = False
 
