@@ -58,9 +58,6 @@ class RefineOptions:
         return opts
 
 
-REFINE_OPTIONS = {f.name: f.default for f in fields(RefineOptions)}
-
-
 class RefineSampler(PlannedSampler):
     """Grid trials first, then mutations of the front's members (see the module)."""
 
@@ -77,13 +74,13 @@ class RefineSampler(PlannedSampler):
 
     def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         if trial.number not in self.plans:
-            parents = self.parents(study.get_trials(deepcopy=False,
-                                                    states=(TrialState.COMPLETE,)))
+            trials = study.get_trials(deepcopy=False)
+            parents = self.parents([t for t in trials if t.state == TrialState.COMPLETE])
             if trial.number < len(self.cells) or not parents:
                 ratio, depth = self.cells[trial.number % len(self.cells)]
                 self.plans[trial.number] = self.space.uniform_point(ratio, depth)
             else:
-                taken = [t.params for t in study.get_trials(deepcopy=False)]
+                taken = [t.params for t in trials]
                 self.plans[trial.number] = self.child(
                     self.rng.choice(parents).params, [*taken, *self.plans.values()])
         return self.plans[trial.number]

@@ -186,14 +186,15 @@ def _summary(records: list, front: list, test: dict[int, float], full_val: dict[
         f"{sum(r.state == 'failed' for r in records)} failed, "
         f"{time.monotonic() - started:.0f}s; latency {source}")
     steps = settings.finetune.steps
-    if done or stopped:
+    full = steps * (len(done) + len(stopped))
+    if full:
         tracker.log_metrics({
             "finetune_steps": sum(r.metrics.get("steps", steps) for r in done + stopped),
-            "finetune_steps_full": steps * (len(done) + len(stopped))})
+            "finetune_steps_full": full})
     if stopped:
         saved = sum(steps - r.metrics.get("steps", steps) for r in stopped)
         say(f"stopped early: {len(stopped)} trials could not reach the front "
-            f"({saved:.0f} of {steps * (len(done) + len(stopped)):.0f} fine-tuning steps "
+            f"({saved:.0f} of {full:.0f} fine-tuning steps "
             "saved)")
     if infeasible:
         say(f"outside the constraints: {infeasible} completed trials, left off the front")
