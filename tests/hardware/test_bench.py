@@ -128,11 +128,12 @@ def test_a_hung_bench_is_restarted_and_answers(local_ray, settings_for):
     hung = ray.get(bench.pid.remote())
     os.kill(hung, signal.SIGSTOP)  # the device stops answering
     started = time.monotonic()
-    result = BenchLatency(bench, timeout_s=3, attempts=5).latency(
+    # A restarted bench imports torch before it answers: seconds on a busy machine.
+    result = BenchLatency(bench, timeout_s=15, attempts=5).latency(
         torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3)))
     assert result.source == "measured" and result.median_ms > 0
     assert ray.get(bench.pid.remote()) != hung
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 120
 
 
 def test_a_bench_that_is_gone_fails_the_call_with_the_reason(local_ray, settings_for):
