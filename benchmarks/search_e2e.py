@@ -4,7 +4,8 @@ Runs `python -m autoprune search hardware=<profile>` from a fresh working direct
 base-model cache (so the first-run training is included), `--repeats` times per profile, and
 reads the study back from MLflow. "Within one point" is measured from the better of the base
 model and its fine-tuned twin, as the study measures its drops. Writes
-benchmarks/results/search_e2e.{json,md}.
+benchmarks/results/search_e2e.{json,md}, each profile with the command and commit that made it
+(a run of one profile keeps the others' results).
 
     python benchmarks/search_e2e.py --profiles jetson cpu --repeats 3
 """
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, commit, machine, save_runs, search, spread
+from common import RESULTS, commit, machine, search, spread
 
 
 def one_run(profile: str, extra: list[str]) -> dict:
@@ -57,22 +58,27 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     made_at = commit()
-    runs: dict[str, list[dict]] = {}
+    command = "python benchmarks/search_e2e.py " + " ".join(sys.argv[1:])
+    path = RESULTS / "search_e2e.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    profiles = saved.get("profiles", {})  # profiles this run does not touch are kept
     for profile in args.profiles:
-        runs[profile] = []
+        results = []
         for i in range(args.repeats):
             result = one_run(profile, args.overrides)
             print(f"{profile} run {i + 1}/{args.repeats}: {json.dumps(result)}", flush=True)
-            runs[profile].append(result)
-    command = "python benchmarks/search_e2e.py " + " ".join(sys.argv[1:])
-    save_runs("search_e2e", command, made_at, runs)
-    lines = [f"Command: `{command}` at commit {made_at}, {machine()} (fresh cache and working "
-             "directory every run; median [min, max] over runs)", "",
+            results.append(result)
+        profiles[profile] = {"command": command, "commit": made_at, "machine": machine(),
+                             "runs": results}
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"profiles": profiles}, indent=2) + "\n")
+    lines = ["Fresh cache and working directory every run; median [min, max] over runs.", "",
              "| profile | runs | wall time (s) | trials (stopped) | Pareto trials | latency | "
              "best speedup within 0.5 pt | best speedup within 1 pt of the reference | "
              "its val acc (base, fine-tuned twin) | its test acc (base) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for profile, results in runs.items():
+    for profile, entry in profiles.items():
+        results = entry["runs"]
         sources = "/".join(sorted({s for r in results for s in r["latency_sources"]}))
         first = results[0]
         lines.append(
@@ -87,6 +93,8 @@ def main() -> None:
             f"{100 * (first['base_accuracy_finetuned'] or 0):.2f}%) | "
             f"{spread([100 * r['its_test_accuracy'] for r in results if r['its_test_accuracy']])}"
             f"% ({100 * first['base_test_accuracy']:.2f}%) |")
+    lines += [""] + [f"- {name}: `{entry['command']}` at commit {entry['commit']}, "
+                     f"{entry['machine']}" for name, entry in profiles.items()]
     (RESULTS / "search_e2e.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
