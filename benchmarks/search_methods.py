@@ -31,7 +31,8 @@ Reported as the median and interquartile range over seeds. Workloads: `resnet` (
 digits study), `gpt` (`task=language_model`) and `mobilenet` (`model=mobilenet`, held out: no
 method was tuned on it). Writes benchmarks/results/search_methods.
 {json,md}, each workload with the command and commit that made it (a run of one workload
-keeps the others' results).
+keeps the others' results; with `--add`, a run of some methods keeps the workload's other
+methods, each with the command and commit that made it).
 
     python benchmarks/search_methods.py --seeds 0 1 2 3 4 --workloads resnet gpt
 """
@@ -172,6 +173,9 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--trials", type=int, help="trials per study (default: the workload's)")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the workload's other methods' results (each with the "
+                        "command and commit that made it) and add these")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every study")
     args = parser.parse_args()
     started, made_at = time.monotonic(), commit()
@@ -194,18 +198,25 @@ def main() -> None:
                + " --workloads " + " ".join(args.workloads)
                + (" --methods " + " ".join(args.methods) if args.methods != list(METHODS) else "")
                + (f" --trials {args.trials}" if args.trials else "")
+               + (" --add" if args.add else "")
                + (" " + " ".join(args.overrides) if args.overrides else ""))
     path = RESULTS / "search_methods.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     results = results.get("workloads", {})  # workloads this run did not touch are kept
     for workload in args.workloads:
         mine = [r for r in runs if r["workload"] == workload]
+        made = {m: {"command": command, "commit": made_at} for m in args.methods}
+        old = results.get(workload)
+        if args.add and old:  # the methods run before, as they were run, beside these
+            mine = [r for r in old["runs"] if r["method"] not in args.methods] + mine
+            made = {**old.get("made", {m: {"command": old["command"], "commit": old["commit"]}
+                                       for m in old["methods"]}), **made}
         base_ms = statistics.median(r["base_latency_ms"] for r in mine)
         for run in mine:
             score(run, base_ms)
         results[workload] = {"command": command, "commit": made_at, "machine": machine(),
                              "trials": args.trials or WORKLOADS[workload][1],
-                             "methods": args.methods, "runs": mine,
+                             "methods": list(made), "made": made, "runs": mine,
                              "wall_s": round(time.monotonic() - started)}
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps({"workloads": results}, indent=2) + "\n")
@@ -219,10 +230,12 @@ def report(results: dict) -> str:
              "how many studies got there at all. q is the metric relative to the study's "
              "reference (higher is better); latency relative to the workload's common base.\n"]
     for workload, result in results.items():
-        lines += [f"## {workload}, {result['trials']} trials\n",
-                  f"Command: `{result['command']}` at commit {result['commit']}, "
-                  f"{result['machine']}.\n",
+        made = result.get("made", {m: {"command": result["command"], "commit": result["commit"]}
+                                   for m in result["methods"]})
+        lines += [f"## {workload}, {result['trials']} trials\n", f"{result['machine']}.\n",
                   *table(result["runs"], workload, result["methods"]), ""]
+        lines += [f"- `{m}`: `{how['command']}` at commit {how['commit']}"
+                  for m, how in made.items()] + [""]
     return "\n".join(lines) + "\n"
 
 
