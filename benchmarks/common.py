@@ -69,3 +69,20 @@ def save_runs(name: str, command: str, made_at: str, runs: Any) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(
         {"command": command, "commit": made_at, "machine": machine(), "runs": runs},
         indent=2))
+
+
+def kept_results(name: str, key: str) -> dict[str, Any]:
+    """The entries under `key` of benchmarks/results/<name>.json (empty when there is none):
+    a run of some of them keeps the others."""
+    import json
+
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()).get(key, {}) if path.exists() else {}
+
+
+def write_results(name: str, key: str, entries: dict[str, Any]) -> None:
+    """Write benchmarks/results/<name>.json as {key: entries}."""
+    import json
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({key: entries}, indent=2) + "\n")

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, commit, machine, search, spread
+from common import RESULTS, commit, kept_results, machine, search, spread, write_results
 
 
 def one_run(profile: str, extra: list[str]) -> dict:
@@ -59,9 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     made_at = commit()
     command = "python benchmarks/search_e2e.py " + " ".join(sys.argv[1:])
-    path = RESULTS / "search_e2e.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    profiles = saved.get("profiles", {})  # profiles this run does not touch are kept
+    profiles = kept_results("search_e2e", "profiles")
     for profile in args.profiles:
         results = []
         for i in range(args.repeats):
@@ -70,8 +68,7 @@ def main() -> None:
             results.append(result)
         profiles[profile] = {"command": command, "commit": made_at, "machine": machine(),
                              "runs": results}
-    RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"profiles": profiles}, indent=2) + "\n")
+    write_results("search_e2e", "profiles", profiles)
     lines = ["Fresh cache and working directory every run; median [min, max] over runs.", "",
              "| profile | runs | wall time (s) | trials (stopped) | Pareto trials | latency | "
              "best speedup within 0.5 pt | best speedup within 1 pt of the reference | "

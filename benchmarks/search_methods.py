@@ -50,7 +50,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import RESULTS, commit, machine, search
+from common import RESULTS, commit, kept_results, machine, search, write_results
 
 METHODS = ("uniform", "random", "tpe", "refine", "amc")
 FULL = ":full"  # a method name ending so runs with every trial fine-tuned to the end
@@ -200,9 +200,7 @@ def main() -> None:
                + (f" --trials {args.trials}" if args.trials else "")
                + (" --add" if args.add else "")
                + (" " + " ".join(args.overrides) if args.overrides else ""))
-    path = RESULTS / "search_methods.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results = results.get("workloads", {})  # workloads this run did not touch are kept
+    results = kept_results("search_methods", "workloads")
     for workload in args.workloads:
         mine = [r for r in runs if r["workload"] == workload]
         made = {m: {"command": command, "commit": made_at} for m in args.methods}
@@ -218,8 +216,7 @@ def main() -> None:
                              "trials": args.trials or WORKLOADS[workload][1],
                              "methods": list(made), "made": made, "runs": mine,
                              "wall_s": round(time.monotonic() - started)}
-    RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"workloads": results}, indent=2) + "\n")
+    write_results("search_methods", "workloads", results)
     (RESULTS / "search_methods.md").write_text(report(results))
     print(report(results))
 
