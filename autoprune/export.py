@@ -129,8 +129,9 @@ def load_pruned(path: Path) -> LoadedModel:
 
 def export_onnx(model: nn.Module, example_input: Any, path: Path) -> None:
     """Export a float model to ONNX: the batch dimension dynamic, except for a gated model,
-    which runs at the example's batch size only (see `strategies/dynamic.py`)."""
-    from autoprune.pruning.strategies.dynamic import is_gated, onnx_static_batch
+    which runs at the example's batch size only (see `strategies/gate_kernels.py`)."""
+    from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
+    from autoprune.pruning.strategies.gated_layers import is_gated
 
     path.parent.mkdir(parents=True, exist_ok=True)
     gated = is_gated(model)

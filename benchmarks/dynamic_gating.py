@@ -47,7 +47,7 @@ from autoprune.pruning import (
     find_groups,
     model_stats,
 )
-from autoprune.pruning.strategies.dynamic import GatedConv2d
+from autoprune.pruning.strategies.gated_layers import GatedConv2d
 from autoprune.search.objective import TrialSettings, prune_and_finetune
 from autoprune.training import evaluate
 

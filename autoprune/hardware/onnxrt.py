@@ -17,7 +17,7 @@ from torch import nn
 
 from autoprune.config import HardwareProfile
 from autoprune.hardware.latency import timing_input
-from autoprune.pruning.strategies.dynamic import onnx_static_batch
+from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
 
 
 def ort_runner(model: nn.Module, example: Any,

@@ -24,7 +24,7 @@ from torch import nn
 
 from autoprune.config import HardwareProfile
 from autoprune.hardware.latency import timing_input
-from autoprune.pruning.strategies.dynamic import onnx_static_batch
+from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
 
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 PRECISION_FLAGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}

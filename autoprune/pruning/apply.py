@@ -185,7 +185,7 @@ def model_stats(model: nn.Module, example_input: Any) -> dict[str, float]:
 
     MACs are those of one inference pass: for a gated model, of the channels that run.
     """
-    from autoprune.pruning.strategies.dynamic import gated_macs, is_gated
+    from autoprune.pruning.strategies.gated_layers import gated_macs, is_gated
 
     macs, params = tp.utils.count_ops_and_params(model, example_input)
     if is_gated(model):

@@ -24,7 +24,6 @@ It is an Optuna sampler, so storage, resume, Ray Tune and MLflow work as for any
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import statistics
@@ -37,163 +36,11 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from autoprune.errors import UserError
-from autoprune.pruning import Decision, Policy, PrunableGroup, PruneSettings, apply_policy
-from autoprune.pruning.groups import KINDS
 from autoprune.pruning.policy import RATIO_SUFFIX, STRATEGY_SUFFIX, UNPRUNED
+from autoprune.search.amc_features import GroupFeatures
+from autoprune.search.amc_options import AgentOptions
 from autoprune.search.samplers import PlannedSampler
-from autoprune.search.space import SEED_PREFERENCE
-from autoprune.tasks import Objective, call_model
-
-AGENT_OPTIONS: dict[str, Any] = {
-    "warmup_episodes": 8, "budget_min": 0.25, "budget_max": 0.9, "noise": 0.3,
-    "noise_decay": 0.95, "updates_per_episode": 32, "batch_size": 64, "hidden": 64,
-    "actor_lr": 1e-3, "critic_lr": 3e-3, "table_points": 6,
-}
-
-
-@dataclass(frozen=True)
-class AgentOptions:
-    """`search.options` of `search=amc` (see conf/search/amc.yaml)."""
-
-    warmup_episodes: int
-    budget_min: float
-    budget_max: float
-    noise: float
-    noise_decay: float
-    updates_per_episode: int
-    batch_size: int
-    hidden: int
-    actor_lr: float
-    critic_lr: float
-    table_points: int
-
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> AgentOptions:
-        values = {**AGENT_OPTIONS, **options}
-        try:
-            opts = cls(**{k: type(AGENT_OPTIONS[k])(v) for k, v in values.items()})
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"search.options of the amc sampler: {exc}") from exc
-        if not 0.0 < opts.budget_min <= opts.budget_max <= 1.0:
-            raise UserError("search.options.budget_min and budget_max must satisfy "
-                            "0 < budget_min <= budget_max <= 1")
-        if opts.warmup_episodes < 0 or opts.updates_per_episode < 0 or opts.batch_size < 1 \
-                or opts.hidden < 1 or opts.table_points < 2 or opts.noise < 0 \
-                or not 0 < opts.noise_decay <= 1:
-            raise UserError("search.options of the amc sampler need warmup_episodes >= 0, "
-                            "updates_per_episode >= 0, batch_size >= 1, hidden >= 1, "
-                            "table_points >= 2, noise >= 0 and 0 < noise_decay <= 1")
-        return opts
-
-
-@dataclass(frozen=True)
-class GroupFeatures:
-    """What the agent knows about one group, and the latency model's view of pruning it."""
-
-    gid: str
-    strategy: str | None  # the strategy the agent drives; None: the group is left alone
-    static: tuple[float, ...]  # normalised layer description
-    ratios: tuple[float, ...]  # the latency table's ratio grid ...
-    saved: tuple[float, ...]  # ... and the fraction of base latency each removes (monotone)
-    binary: bool = False  # a whole-block removal: ratio 1 removes it, 0 keeps it
-
-    def saving(self, ratio: float) -> float:
-        """Latency fraction removed at `ratio` (linear between table points)."""
-        if self.strategy is None:
-            return 0.0
-        if self.binary:
-            return self.saved[-1] if ratio >= 0.5 else 0.0
-        r, s = self.ratios, self.saved
-        if ratio <= r[0]:
-            return s[0]
-        for i in range(1, len(r)):
-            if ratio <= r[i]:
-                w = (ratio - r[i - 1]) / (r[i] - r[i - 1])
-                return s[i - 1] + w * (s[i] - s[i - 1])
-        return s[-1]
-
-    def ratio_for(self, saving: float, lo: float, hi: float) -> float:
-        """The least ratio in [lo, hi] that removes at least `saving` (hi if none does)."""
-        if self.saving(lo) >= saving:
-            return lo
-        if self.binary:
-            return hi
-        a, b = lo, hi
-        for _ in range(40):
-            mid = (a + b) / 2
-            if self.saving(mid) >= saving:
-                b = mid
-            else:
-                a = mid
-        return b
-
-
-def _layer_shapes(model: nn.Module, x: Any) -> dict[str, tuple[int, int, int, float]]:
-    """Per Conv2d/Linear: (in channels, kernel size, stride, MACs) from one forward pass."""
-    shapes: dict[str, tuple[int, int, int, float]] = {}
-    hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            def hook(m: nn.Module, inputs: Any, out: torch.Tensor, name: str = name) -> None:
-                if isinstance(m, nn.Conv2d):
-                    k = m.kernel_size[0] * m.kernel_size[1]
-                    macs = out.numel() * (m.in_channels // m.groups) * k
-                    shapes[name] = (m.in_channels, m.kernel_size[0], m.stride[0], float(macs))
-                else:
-                    shapes[name] = (m.in_features, 1, 1, float(out.numel() * m.in_features))
-            hooks.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            call_model(model.eval(), x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
-
-
-def group_features(base_model: nn.Module, groups: Sequence[PrunableGroup],
-                   choices: Mapping[str, Sequence[str]], ratio_max: float, x: Any,
-                   prune: PruneSettings, latency_ms, points: int = 6,  # noqa: ANN001
-                   calibration: Any = None) -> list[GroupFeatures]:
-    """The agent's view of each group: its layer description and a latency table (the
-    latency model's prediction with that group alone pruned at `points` ratios up to
-    `ratio_max`; `latency_ms(model)` predicts). Savings are made monotone in the ratio. A
-    group with no ratio strategy but block removal is driven as a keep/remove choice."""
-    shapes = _layer_shapes(base_model, x)
-    total_macs = sum(s[3] for s in shapes.values()) or 1.0
-    base_ms = latency_ms(base_model)
-    grid = tuple(ratio_max * i / (points - 1) for i in range(points))
-    features = []
-    widest = max((g.channels for g in groups), default=1)
-    for index, group in enumerate(groups):
-        strategy = next((s for s in SEED_PREFERENCE if s in choices.get(group.id, ())), None)
-        binary = strategy is None and "layer" in choices.get(group.id, ())
-        layers = [shapes[name] for name in group.layers if name in shapes]
-        c_in, kernel, stride, _ = layers[0] if layers else (0, 1, 1, 0.0)
-        macs = sum(s[3] for s in layers) / total_macs
-        saved = [0.0]
-        table = grid
-        if binary:
-            strategy, table = "layer", (0.0, 1.0)
-            pruned = apply_policy(base_model, Policy({group.id: Decision("layer", 1.0)}), groups,
-                                  x, prune).model
-            saved.append(max(0.0, 1.0 - latency_ms(pruned) / base_ms))
-        elif strategy is not None:
-            for ratio in grid[1:]:
-                policy = Policy({group.id: Decision(strategy, ratio)})
-                pruned = apply_policy(base_model, policy, groups, x, prune, calibration).model
-                saved.append(max(saved[-1], 1.0 - latency_ms(pruned) / base_ms))
-        else:
-            saved = [0.0] * points
-        onehot = [1.0 if group.kind == k else 0.0 for k in KINDS]
-        static = (index / max(len(groups) - 1, 1), *onehot,
-                  math.log1p(group.channels) / math.log1p(widest),
-                  math.log1p(c_in) / math.log1p(max(widest, c_in, 1)),
-                  kernel / 7.0, stride / 2.0, macs, saved[-1])
-        features.append(GroupFeatures(group.id, strategy, tuple(static), table, tuple(saved),
-                                      binary))
-    return features
+from autoprune.tasks import Objective
 
 
 def _mlp(inputs: int, hidden: int, out: nn.Module | None = None) -> nn.Sequential:
@@ -439,28 +286,3 @@ class _Replay:
         action = self.actions[self.index]
         self.index += 1
         return action
-
-
-def agent_factory(base_model: nn.Module, groups: Sequence[PrunableGroup], space: Any,
-                  x: Any, prune: PruneSettings, profile: Any, base_latency_ms: float,
-                  max_latency_ms: float | None, objective: Objective | None = None,
-                  reference: float = 1.0, calibration: Any = None):  # noqa: ANN201
-    """A `make_sampler(agent=...)` callable building the AMC sampler for this model; `x` is
-    one example's model input, `reference` the base model's metric, `calibration` what a
-    gradient criterion scores channels on."""
-    from autoprune.hardware.predictor import predict_latency
-
-    if profile.roofline is None:
-        raise UserError(f"search=amc needs a latency model for its action wall, and "
-                        f"hardware={profile.name} has none (no roofline)")
-    def build(options: Mapping[str, Any], seed: int) -> AMCSampler:
-        opts = AgentOptions.from_dict(options)
-        features = group_features(
-            base_model, groups, space.choices, space.ratio_max, x, prune,
-            lambda m: predict_latency(m, x, profile).median_ms, opts.table_points, calibration)
-        cap = 1.0 if max_latency_ms is None else min(max_latency_ms / base_latency_ms, 1.0)
-        return AMCSampler(features, space, base_latency_ms, dataclasses.asdict(opts), seed, cap,
-                          objective, reference)
-
-    return build
-

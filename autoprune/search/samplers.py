@@ -196,7 +196,7 @@ def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
         return RefineSampler(space, cfg.n_trials, seed, options,
                              (constraints or Constraints()).objective, reference)
     if cfg.sampler in ("uniform", "amc"):
-        from autoprune.search.amc import AGENT_OPTIONS
+        from autoprune.search.amc_options import AGENT_OPTIONS
 
         allowed = {"uniform": {}, "amc": AGENT_OPTIONS}[cfg.sampler]
         unknown = sorted(set(options) - set(allowed))
@@ -207,7 +207,7 @@ def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
             return UniformSampler(space, cfg.n_trials) if space is not None else \
                 optuna.samplers.RandomSampler(seed=seed)
         if agent is None:
-            from autoprune.search.amc import AgentOptions
+            from autoprune.search.amc_options import AgentOptions
 
             AgentOptions.from_dict(options)  # raises UserError on bad values
             return optuna.samplers.RandomSampler(seed=seed)

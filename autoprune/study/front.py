@@ -55,7 +55,7 @@ def export_trial(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn
         onnx_weights,
         save_pruned,
     )
-    from autoprune.pruning.strategies.dynamic import is_gated
+    from autoprune.pruning.strategies.gated_layers import is_gated
 
     policy = Policy.from_params(record.params)
     x = workload.example()

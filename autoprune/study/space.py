@@ -11,7 +11,7 @@ import optuna
 
 from autoprune import specs
 from autoprune.config import Settings
-from autoprune.search.amc import agent_factory
+from autoprune.search.amc_factory import agent_factory
 from autoprune.search.objective import calibration
 from autoprune.search.reference import Reference
 from autoprune.search.samplers import Constraints, make_sampler, resolve_constraints

@@ -27,12 +27,8 @@ from autoprune.pruning import (
     model_stats,
 )
 from autoprune.pruning.strategies.channel import kept_channels
-from autoprune.pruning.strategies.dynamic import (
-    GatedConv2d,
-    GatedInputConv2d,
-    is_gated,
-    onnx_static_batch,
-)
+from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
+from autoprune.pruning.strategies.gated_layers import GatedConv2d, GatedInputConv2d, is_gated
 from autoprune.training import TrainSpec, train
 from tests.conftest import classification
 

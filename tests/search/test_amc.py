@@ -1,4 +1,4 @@
-"""The AMC-style agent: its latency table, the action wall, and that it learns."""
+"""The AMC-style agent: the action wall, and that it learns."""
 
 from __future__ import annotations
 
@@ -6,19 +6,9 @@ import optuna
 import pytest
 import torch
 
-from autoprune.cli import compose
-from autoprune.config import settings_from_dict
-from autoprune.errors import UserError
-from autoprune.hardware.predictor import predict_latency
-from autoprune.models.resnet import ResNet
-from autoprune.pruning import Policy, PruneSettings, apply_policy, find_groups
-from autoprune.search.amc import (
-    AGENT_OPTIONS,
-    AgentOptions,
-    AMCSampler,
-    GroupFeatures,
-    group_features,
-)
+from autoprune.search.amc import AMCSampler
+from autoprune.search.amc_features import GroupFeatures
+from autoprune.search.amc_options import AGENT_OPTIONS, AgentOptions
 from autoprune.search.space import PolicySpace
 
 GRID = (0.0, 0.25, 0.5, 0.75)
@@ -36,59 +26,6 @@ SPACE = PolicySpace({f"g{i}": ("channel",) for i in range(4)}, 0.0, 0.75, 0.05)
 
 def agent(seed=0, **options) -> AMCSampler:
     return AMCSampler(features(), SPACE, base_latency_ms=1.0, options=options, seed=seed)
-
-
-def test_table_lookup_interpolates_and_inverts():
-    f = features()[0]
-    assert f.saving(0.0) == 0.0 and f.saving(0.75) == pytest.approx(0.2)
-    assert f.saving(0.375) == pytest.approx(0.1)
-    assert f.ratio_for(0.1, 0.0, 0.75) == pytest.approx(0.375, abs=1e-6)
-    assert f.ratio_for(0.5, 0.0, 0.75) == 0.75  # more than the group can give
-    assert f.ratio_for(-0.1, 0.0, 0.75) == 0.0
-
-
-def test_latency_table_of_a_real_model_is_monotone_and_predicted():
-    jetson = settings_from_dict(compose("search", ["hardware=jetson"])).hardware
-    torch.manual_seed(0)
-    model = ResNet(width=16, blocks_per_stage=1).eval()
-    x = torch.zeros(1, 1, 16, 16)
-    groups = find_groups(model, x)
-    choices = {g.id: ("channel",) for g in groups if g.kind == "conv"}
-    groups = [g for g in groups if g.id in choices]
-    table = group_features(model, groups, choices, 0.75, x, PruneSettings(8),
-                           lambda m: predict_latency(m, x, jetson).median_ms, 4)
-    assert [f.gid for f in table] == [g.id for g in groups]
-    for f in table:
-        assert f.strategy == "channel" and f.saved[0] == 0.0
-        assert all(b >= a for a, b in zip(f.saved, f.saved[1:], strict=False))
-    # A group's entry is the prediction for the model with that group alone pruned.
-    first = table[0]
-    pruned = apply_policy(model, Policy.uniform([first.gid], "channel", 0.75), groups, x,
-                          PruneSettings(8)).model
-    base_ms = predict_latency(model, x, jetson).median_ms
-    alone = 1 - predict_latency(pruned, x, jetson).median_ms / base_ms
-    assert first.saved[-1] >= max(alone, 0.0) - 1e-12
-
-
-def test_the_latency_table_prunes_with_the_studys_criterion():
-    from autoprune.pruning.apply import Calibration
-    from autoprune.tasks import Classification
-
-    jetson = settings_from_dict(compose("search", ["hardware=jetson"])).hardware
-    torch.manual_seed(0)
-    model = ResNet(width=16, blocks_per_stage=1).eval()
-    x = torch.zeros(1, 1, 16, 16)
-    groups = [g for g in find_groups(model, x) if g.kind == "conv"][:2]
-    choices = {g.id: ("channel",) for g in groups}
-    taylor = PruneSettings(8, "taylor")
-    with pytest.raises(UserError, match="taylor criterion needs a calibration batch"):
-        group_features(model, groups, choices, 0.75, x, taylor,
-                       lambda m: predict_latency(m, x, jetson).median_ms, 3)
-    batch = (torch.randn(8, 1, 16, 16), torch.arange(8) % 10)
-    table = group_features(model, groups, choices, 0.75, x, taylor,
-                           lambda m: predict_latency(m, x, jetson).median_ms, 3,
-                           Calibration(Classification(), batch))
-    assert [f.gid for f in table] == [g.id for g in groups]
 
 
 def test_action_wall_keeps_every_episode_inside_its_budget():
@@ -152,15 +89,6 @@ def test_failed_trials_teach_nothing():
     SPACE(trial)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     assert sampler.learned == 0 and not sampler.memory
-
-
-def test_options_are_checked():
-    with pytest.raises(UserError, match="budget_min and budget_max"):
-        AgentOptions.from_dict({"budget_min": 0.9, "budget_max": 0.5})
-    with pytest.raises(UserError, match="warmup_episodes >= 0"):
-        AgentOptions.from_dict({"warmup_episodes": -1})
-    with pytest.raises(UserError, match="amc sampler"):
-        AgentOptions.from_dict({"noise": "loud"})
 
 
 def test_blocks_are_kept_or_removed_whole_inside_the_wall():
