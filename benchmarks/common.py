@@ -18,11 +18,13 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def commit() -> str:
-    """The project's commit (`+dirty` with uncommitted changes to tracked files)."""
+    """The project's commit (`+dirty` with uncommitted changes to tracked files other than
+    results: a run that adds to a results file of an earlier run is still made by the code)."""
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
-                            "--untracked-files=no"], capture_output=True, text=True).stdout
+                            "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results"],
+                           capture_output=True, text=True).stdout
     return head + ("+dirty" if dirty.strip() else "")
 
 
