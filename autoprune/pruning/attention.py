@@ -1,208 +1,259 @@
-"""Attention modules whose heads can be removed whole, and the operations that remove them.
+"""Attention modules whose heads can be removed whole, and the operation that removes them.
 
-Two forms are recognised:
+An attention group is a *scope*: the smallest module holding the query/key/value projections
+and the output projection. Recognised, by structure rather than class name:
 
-- `nn.MultiheadAttention` (same embedding size for query, key and value). Removing heads makes
-  its inner width smaller than its embedding size, which that class cannot express, so it is
-  replaced by `HeadPrunedAttention`, a drop-in module with the same call signature.
-- Attention written with Linear projections: a module with an integer `num_heads` attribute
-  that its `forward` reads, query/key/value projections (a fused `qkv`, or `q`/`k`/`v`,
-  `q_proj`/`k_proj`/`v_proj`, `query`/`key`/`value`) and an output projection (`proj`,
-  `out_proj`, `o_proj`). A fused `qkv` is laid out as [3, heads, head_dim] along its outputs.
-  Rows of the projections and columns of the output projection are sliced in place.
+- `nn.MultiheadAttention` (same embedding size for query, key and value): replaced, on
+  pruning, by `HeadPrunedAttention` (see `mha.py`).
+- Attention written with projections (`nn.Linear`, or the transposed `Conv1D` of GPT-2): a
+  module with an integer head count (`num_heads`, `num_attention_heads`, `n_heads`,
+  `n_head`), query/key/value projections (fused `qkv`/`c_attn`/`qkv_proj`/`Wqkv`, laid out
+  [q | k | v], or separate `q`/`k`/`v`, `q_proj`..., `query`..., `q_lin`...) and an output
+  projection (`proj`, `out_proj`, `o_proj`, `out_lin`, `c_proj`, `dense`) of its own or, as
+  in BERT and ViT, in a sibling under their common parent (`attention.output.dense`).
+  The head size comes from `head_dim`/`attention_head_size`/`head_size`/`dim_per_head`,
+  else from the query width; grouped-query attention (fewer key/value heads) is read from
+  the key projection's width. A key/value head goes with its query heads: the units removed
+  are the key/value heads (the query heads without grouped-query attention).
+
+Removing units slices the projections' rows and the output projection's columns, then sets the
+scope's head-count and width attributes (`num_heads`, `num_key_value_heads`, `all_head_size`,
+`split_size`, ...) that held the old values, so the library's own forward keeps working.
+`find_attention` keeps only the scopes where removing a unit gives exactly what zeroing its
+output columns gives, on the example's own inputs: layouts this reading gets wrong (heads
+interleaved another way, a per-head bias table) are left out rather than pruned wrongly.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-SEPARATE = (("q", "k", "v"), ("q_proj", "k_proj", "v_proj"), ("query", "key", "value"))
-OUTPUT = ("proj", "out_proj", "o_proj")
+from autoprune.pruning.mha import HeadPrunedAttention, as_head_pruned
+
+HEAD_ATTRS = ("num_heads", "num_attention_heads", "n_heads", "n_head")
+KV_ATTRS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads")
+DIM_ATTRS = ("head_dim", "attention_head_size", "head_size", "dim_per_head")
+WIDTH_ATTRS = ("all_head_size", "split_size", "inner_dim", "dim")
+FUSED = ("qkv", "c_attn", "qkv_proj", "Wqkv")
+SEPARATE = (("q", "k", "v"), ("q_proj", "k_proj", "v_proj"), ("query", "key", "value"),
+            ("q_lin", "k_lin", "v_lin"))
+OUTPUT = ("proj", "out_proj", "o_proj", "out_lin", "c_proj", "dense")
 
 
 @dataclass(frozen=True)
 class AttentionLayout:
-    """Where an attention module keeps its projections."""
+    """Where a scope keeps its projections (names relative to the scope) and its heads."""
 
-    fused: str | None  # name of the fused qkv Linear, if any
-    separate: tuple[str, str, str] | None
+    projections: tuple[str, ...]  # one fused [q | k | v] projection, or q, k and v
     output: str
-    heads: int
+    heads: int  # query heads
     head_dim: int
+    kv_heads: int  # key/value heads: the units removed whole (= heads without GQA)
+    replaced: bool = False  # an nn.MultiheadAttention, replaced when pruned
+
+    @property
+    def units(self) -> int:
+        return self.kv_heads
+
+    @property
+    def group(self) -> int:
+        """Query heads per unit."""
+        return self.heads // self.kv_heads
 
 
-def attention_layout(module: nn.Module) -> AttentionLayout | None:
-    """Return the layout of a head-prunable attention module, or None if it is not one."""
-    if isinstance(module, nn.MultiheadAttention):
-        if not module._qkv_same_embed_dim or module.in_proj_weight is None:
+def is_projection(module: nn.Module) -> bool:
+    """An nn.Linear, or a transformers-style Conv1D (weight stored [in, out])."""
+    return isinstance(module, nn.Linear) or _is_conv1d(module)
+
+
+def _is_conv1d(module: nn.Module) -> bool:
+    weight = getattr(module, "weight", None)
+    return (type(module).__name__ == "Conv1D" and isinstance(getattr(module, "nf", None), int)
+            and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and weight.shape[1] == module.nf)
+
+
+def _width(module: nn.Module, out: bool = True) -> int:
+    """Output (or input) features of a projection."""
+    weight = module.weight
+    if _is_conv1d(module):
+        return weight.shape[1] if out else weight.shape[0]
+    return weight.shape[0] if out else weight.shape[1]
+
+
+def _int_attr(module: object, names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = getattr(module, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _qkv(holder: nn.Module) -> tuple[tuple[str, ...], int, int, int] | None:
+    """(projection names, query heads, head size, key/value heads) of `holder`, or None.
+    The head count is the holder's attribute; without one (LLaMA and its kin keep only
+    `head_dim` and `num_key_value_groups`) it follows from the widths, or the model config."""
+    children = dict(holder.named_children())
+    heads, dim = _int_attr(holder, HEAD_ATTRS), _int_attr(holder, DIM_ATTRS)
+    group = _int_attr(holder, ("num_key_value_groups",))
+    config = getattr(holder, "config", None)
+    for name in FUSED:
+        if is_projection(children.get(name, nn.Identity())):
+            total = _width(children[name])
+            if not heads and not (dim and group):
+                heads = _int_attr(config, HEAD_ATTRS)
+                if not heads:
+                    return None
+            if not heads:  # [q | k | v] = (group + 2) key/value heads' worth per unit
+                kv = total // (dim * (group + 2))
+                return ((name,), group * kv, dim, kv) if kv * dim * (group + 2) == total \
+                    else None
+            dim = dim or total // (3 * heads)
+            kv2 = total // dim - heads if dim and total % dim == 0 else -1
+            if kv2 > 0 and kv2 % 2 == 0 and heads % (kv2 // 2) == 0:
+                return (name,), heads, dim, kv2 // 2
             return None
-        return AttentionLayout(None, None, "out_proj", module.num_heads, module.head_dim)
-    if isinstance(module, HeadPrunedAttention):
-        return AttentionLayout(None, ("q", "k", "v"), "out_proj", module.num_heads,
-                               module.head_dim)
-    heads = getattr(module, "num_heads", None)
-    if not isinstance(heads, int) or heads < 2:
-        return None
-    children = dict(module.named_children())
-    output = next((n for n in OUTPUT if isinstance(children.get(n), nn.Linear)), None)
-    if output is None:
-        return None
-    if isinstance(children.get("qkv"), nn.Linear):
-        width = children["qkv"].out_features
-        if width % (3 * heads):
-            return None
-        return AttentionLayout("qkv", None, output, heads, width // (3 * heads))
     for names in SEPARATE:
-        if all(isinstance(children.get(n), nn.Linear) for n in names):
-            widths = {children[n].out_features for n in names}
-            if len(widths) != 1 or next(iter(widths)) % heads:
+        if all(is_projection(children.get(n, nn.Identity())) for n in names):
+            q, k, v = (_width(children[n]) for n in names)
+            heads = heads or (q // dim if dim else _int_attr(config, HEAD_ATTRS))
+            if not heads:
                 return None
-            return AttentionLayout(None, names, output, heads, widths.pop() // heads)
+            dim = dim or q // heads
+            if q != heads * dim or k != v or k % dim or heads % (k // dim):
+                return None
+            return names, heads, dim, k // dim
+    return None
+
+
+def _output_of(scope: nn.Module, skip: str, width: int) -> str | None:
+    """The one output projection in `scope` (outside its child `skip`) reading `width`."""
+    found = [name for name, m in scope.named_modules()
+             if name and name.rpartition(".")[2] in OUTPUT and is_projection(m)
+             and _width(m, out=False) == width
+             and not (skip and (name == skip or name.startswith(skip + ".")))]
+    return found[0] if len(found) == 1 else None
+
+
+def attention_layout(scope: nn.Module) -> AttentionLayout | None:
+    """The layout of `scope` as an attention scope, or None when it is not one."""
+    if isinstance(scope, nn.MultiheadAttention):
+        if not scope._qkv_same_embed_dim or scope.in_proj_weight is None:
+            return None
+        return AttentionLayout(("in_proj",), "out_proj", scope.num_heads, scope.head_dim,
+                               scope.num_heads, replaced=True)
+    if isinstance(scope, HeadPrunedAttention):
+        return AttentionLayout(("q", "k", "v"), "out_proj", scope.num_heads, scope.head_dim,
+                               scope.num_heads)
+    for prefix, holder in (("", scope), *scope.named_children()):
+        qkv = _qkv(holder)
+        if qkv is None:
+            continue
+        names, heads, dim, kv = qkv
+        output = _output_of(scope, prefix, heads * dim)
+        if output is None:
+            continue
+        full = tuple(f"{prefix}.{n}" if prefix else n for n in names)
+        return AttentionLayout(full, output, heads, dim, kv)
     return None
 
 
 def projection_layers(name: str, layout: AttentionLayout) -> list[str]:
     """Module names of the query/key/value projections (not the output projection)."""
-    if layout.fused:
-        return [f"{name}.{layout.fused}"]
-    if layout.separate:
-        return [f"{name}.{n}" for n in layout.separate]
-    return []
+    if layout.replaced:
+        return []
+    return [f"{name}.{n}" if name else n for n in layout.projections]
 
 
-class HeadPrunedAttention(nn.Module):
-    """Multi-head attention whose inner width (heads x head_dim) may differ from its embedding.
-
-    Takes the arguments of `nn.MultiheadAttention.forward` and returns (output, weights).
-    """
-
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, batch_first: bool,
-                 dropout: float = 0.0, bias: bool = True) -> None:
-        super().__init__()
-        inner = num_heads * head_dim
-        self.num_heads, self.head_dim, self.batch_first = num_heads, head_dim, batch_first
-        self.dropout = dropout
-        self.q = nn.Linear(embed_dim, inner, bias=bias)
-        self.k = nn.Linear(embed_dim, inner, bias=bias)
-        self.v = nn.Linear(embed_dim, inner, bias=bias)
-        self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
-                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not self.batch_first:
-            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-        batch, length, _ = query.shape
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(batch, t.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = split(self.q(query)), split(self.k(key)), split(self.v(value))
-        mask = _additive_mask(attn_mask, key_padding_mask, is_causal, length, k.shape[2],
-                              self.num_heads, q.dtype)
-        dropout = self.dropout if self.training else 0.0
-        weights = None
-        if need_weights:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-            weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
-            out = nn.functional.dropout(weights, dropout) @ v
-        else:  # the fused kernel, as nn.MultiheadAttention uses when weights are not needed
-            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                                             dropout_p=dropout)
-        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, -1))
-        if not self.batch_first:
-            out = out.transpose(0, 1)
-        if weights is not None and average_attn_weights:
-            weights = weights.mean(dim=1)
-        return out, weights
+def unit_channels(layout: AttentionLayout, units: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query channels and key/value channels of `units`."""
+    dim, group = layout.head_dim, layout.group
+    q = [(u * group + j) * dim + i for u in units for j in range(group) for i in range(dim)]
+    kv = [u * dim + i for u in units for i in range(dim)]
+    return torch.tensor(q, dtype=torch.long), torch.tensor(kv, dtype=torch.long)
 
 
-def _additive_mask(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
-                   is_causal: bool, length: int, keys: int, heads: int,
-                   dtype: torch.dtype) -> torch.Tensor | None:
-    """Combine nn.MultiheadAttention's mask arguments into one additive mask."""
-    mask = None
-    if attn_mask is None and is_causal:
-        attn_mask = torch.ones(length, keys, dtype=torch.bool).triu(1)
-    for part, shape in ((attn_mask, None), (key_padding_mask, "padding")):
-        if part is None:
-            continue
-        if part.dtype == torch.bool:
-            part = torch.zeros(part.shape, dtype=dtype).masked_fill(part, float("-inf"))
-        part = part.to(dtype)
-        if shape == "padding":
-            part = part[:, None, None, :]
-        elif part.dim() == 3:  # (batch * heads, L, S) as nn.MultiheadAttention takes it
-            part = part.reshape(-1, heads, length, keys)
-        mask = part if mask is None else mask + part
-    return mask
+def _rows(module: nn.Module) -> torch.Tensor:
+    """Weight as [out, in], detached."""
+    weight = module.weight.detach()
+    return weight.t() if _is_conv1d(module) else weight
 
 
-def head_scores(module: nn.Module, layout: AttentionLayout) -> torch.Tensor:
-    """L1 magnitude of each head's query/key/value rows and output-projection columns."""
-    heads, dim = layout.heads, layout.head_dim
-    if isinstance(module, nn.MultiheadAttention):
-        qkv = module.in_proj_weight.detach().reshape(3, heads, dim, -1).abs().sum(dim=(0, 2, 3))
-    elif layout.fused:
-        weight = getattr(module, layout.fused).weight.detach()
-        qkv = weight.reshape(3, heads, dim, -1).abs().sum(dim=(0, 2, 3))
+def head_scores(scope: nn.Module, layout: AttentionLayout) -> torch.Tensor:
+    """Per unit: L1 magnitude of its query/key/value rows and output-projection columns."""
+    if layout.replaced:
+        scope = as_head_pruned(scope)
+        layout = attention_layout(scope)
+    score = torch.zeros(layout.units, dtype=torch.float64)
+    for unit in range(layout.units):
+        q, kv = unit_channels(layout, [unit])
+        for index, rows in _projection_rows(scope, layout, q, kv):
+            score[unit] += float(_rows(scope.get_submodule(index))[rows].abs().sum())
+        score[unit] += float(_rows(scope.get_submodule(layout.output))[:, q].abs().sum())
+    return score
+
+
+def _projection_rows(scope: nn.Module, layout: AttentionLayout, q: torch.Tensor,
+                     kv: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    if len(layout.projections) == 3:
+        return list(zip(layout.projections, (q, kv, kv), strict=True))
+    width, kv_width = layout.heads * layout.head_dim, layout.kv_heads * layout.head_dim
+    return [(layout.projections[0], torch.cat([q, kv + width, kv + width + kv_width]))]
+
+
+def zero_inputs(module: nn.Module, index: torch.Tensor) -> None:
+    """Zero the weights a projection applies to its inputs `index` (in place)."""
+    with torch.no_grad():
+        if _is_conv1d(module):
+            module.weight[index] = 0
+        else:
+            module.weight[:, index] = 0
+
+
+def _keep_out(module: nn.Module, index: torch.Tensor) -> None:
+    conv1d = _is_conv1d(module)
+    weight = module.weight.detach()
+    module.weight = nn.Parameter((weight[:, index] if conv1d else weight[index]).clone())
+    if module.bias is not None:
+        module.bias = nn.Parameter(module.bias.detach()[index].clone())
+    if conv1d:
+        module.nf = len(index)
     else:
-        qkv = sum(getattr(module, n).weight.detach().reshape(heads, dim, -1).abs().sum(dim=(1, 2))
-                  for n in layout.separate)
-    out = getattr(module, layout.output).weight.detach()
-    return qkv + out.reshape(out.shape[0], heads, dim).abs().sum(dim=(0, 2))
+        module.out_features = len(index)
 
 
-def _rows(linear: nn.Linear, index: torch.Tensor) -> None:
-    linear.weight = nn.Parameter(linear.weight.detach()[index].clone())
-    if linear.bias is not None:
-        linear.bias = nn.Parameter(linear.bias.detach()[index].clone())
-    linear.out_features = len(index)
-
-
-def _columns(linear: nn.Linear, index: torch.Tensor) -> None:
-    linear.weight = nn.Parameter(linear.weight.detach()[:, index].clone())
-    linear.in_features = len(index)
+def _keep_in(module: nn.Module, index: torch.Tensor) -> None:
+    conv1d = _is_conv1d(module)
+    weight = module.weight.detach()
+    module.weight = nn.Parameter((weight[index] if conv1d else weight[:, index]).clone())
+    if conv1d:
+        if hasattr(module, "nx"):
+            module.nx = len(index)
+    else:
+        module.in_features = len(index)
 
 
 def remove_heads(parent: nn.Module, name: str, keep: list[int]) -> None:
-    """Keep only heads `keep` (sorted) of attention module `parent.<name>`, head size unchanged."""
-    module = getattr(parent, name)
-    layout = attention_layout(module)
-    dim = layout.head_dim
-    channels = torch.tensor([h * dim + i for h in keep for i in range(dim)])
-    if isinstance(module, nn.MultiheadAttention):
-        module = _as_head_pruned(module)
-        setattr(parent, name, module)
-        layout = attention_layout(module)
-    if layout.fused:
-        width = layout.heads * dim
-        _rows(getattr(module, layout.fused),
-              torch.cat([channels + part * width for part in range(3)]))
-    else:
-        for proj in layout.separate:
-            _rows(getattr(module, proj), channels)
-    _columns(getattr(module, layout.output), channels)
-    module.num_heads = len(keep)
-
-
-def _as_head_pruned(mha: nn.MultiheadAttention) -> HeadPrunedAttention:
-    """The same attention as a HeadPrunedAttention, weights copied."""
-    embed = mha.embed_dim
-    module = HeadPrunedAttention(embed, mha.num_heads, mha.head_dim, mha.batch_first,
-                                 mha.dropout, bias=mha.in_proj_bias is not None)
-    weight = mha.in_proj_weight.detach()
-    with torch.no_grad():
-        for index, proj in enumerate((module.q, module.k, module.v)):
-            proj.weight.copy_(weight[index * embed:(index + 1) * embed])
-            if mha.in_proj_bias is not None:
-                proj.bias.copy_(mha.in_proj_bias.detach()[index * embed:(index + 1) * embed])
-        module.out_proj.weight.copy_(mha.out_proj.weight.detach())
-        if mha.out_proj.bias is not None:
-            module.out_proj.bias.copy_(mha.out_proj.bias.detach())
-    return module.train(mha.training)
+    """Keep only units `keep` (sorted key/value heads, each with its query heads) of the
+    attention scope `parent.<name>`, head size unchanged."""
+    scope = getattr(parent, name)
+    layout = attention_layout(scope)
+    if layout.replaced:
+        scope = as_head_pruned(scope)
+        setattr(parent, name, scope)
+        layout = attention_layout(scope)
+    q, kv = unit_channels(layout, keep)
+    for projection, rows in _projection_rows(scope, layout, q, kv):
+        _keep_out(scope.get_submodule(projection), rows)
+    _keep_in(scope.get_submodule(layout.output), q)
+    heads, kv_heads = len(keep) * layout.group, len(keep)
+    old = {**dict.fromkeys(HEAD_ATTRS, (layout.heads, heads)),
+           **dict.fromkeys(KV_ATTRS, (layout.kv_heads, kv_heads)),
+           **dict.fromkeys(WIDTH_ATTRS, (layout.heads * layout.head_dim, heads * layout.head_dim))}
+    for module in scope.modules():
+        for attr, (before, after) in old.items():
+            if getattr(module, attr, None) == before and not isinstance(module, nn.Linear):
+                setattr(module, attr, after)

@@ -1,11 +1,15 @@
 """Residual blocks: modules that can be removed whole, leaving their input to pass through.
 
-A block is found by what it computes, not by its class name: a module called once on one tensor,
-whose output has the input's shape, and which returns its (non-negative) input unchanged when
-all of its parameters are zero. That holds for `x + f(x)` and `relu(x + f(x))` with any `f`
-built from convolutions, norms, attention and linear layers, and fails for plain layers,
-gates (`x * sigmoid(...)`) and projection shortcuts. Containers of blocks (a stage of several)
-are left out: the innermost blocks are the units.
+A block is found by what it computes, not by its class name: a module called once, whose output
+is a tensor of the shape of the tensor it was given (its first argument, or `hidden_states`),
+and which either returns that input unchanged when all of its parameters are zero (checked
+with a positive probe of the input's shape, device and dtype, and the call's other arguments)
+or is one of a `ModuleList` of layers of one type (a transformer stack, post-norm ones
+included). The zero test holds for `x + f(x)` and `relu(x + f(x))` with any `f` built from
+convolutions, norms, attention and linear layers, and fails for plain layers, gates
+(`x * sigmoid(...)`) and projection shortcuts. Containers of blocks (a stage of several) are
+left out: the innermost blocks are the units. A removed block becomes a `PassThrough`, which
+takes the block's arguments (masks, caches) and returns the input.
 """
 
 from __future__ import annotations
@@ -17,46 +21,49 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoprune.tasks import call_model
+from autoprune.pruning.replay import Call, first_tensor, record_calls
 
 
-def _single_calls(model: nn.Module, example_input: Any) -> dict[str, tuple]:
-    """Modules called exactly once with one tensor argument: name -> (input, output) shapes."""
-    calls: dict[str, list] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
+class PassThrough(nn.Identity):
+    """What a removed block leaves: its input (first argument, or `hidden_states`) unchanged
+    (an `nn.Identity` that takes the block's other arguments too)."""
 
-        def hook(_m, args, kwargs, out, name=name):
-            tensors = [a for a in args if isinstance(a, torch.Tensor)]
-            single = len(args) == 1 and not kwargs and len(tensors) == 1
-            calls.setdefault(name, []).append(
-                (tuple(tensors[0].shape), tuple(out.shape))
-                if single and isinstance(out, torch.Tensor) else None)
-
-        handles.append(module.register_forward_hook(hook, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            call_model(model.eval(), example_input)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {n: c[0] for n, c in calls.items() if len(c) == 1 and c[0] is not None}
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return args[0] if args else kwargs["hidden_states"]
 
 
-def _passes_input_through(module: nn.Module, shape: tuple[int, ...]) -> bool:
+def _probe(call: Call) -> Call:
+    """`call` with its input replaced by a positive tensor of the same shape, device, dtype."""
+    hidden = call.hidden
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.rand(hidden.shape, generator=generator) + 0.1).to(hidden)
+    if call.args:
+        return Call((x, *call.args[1:]), call.kwargs, None)
+    return Call((), {**call.kwargs, "hidden_states": x}, None)
+
+
+def _passes_input_through(module: nn.Module, call: Call) -> bool:
     zeroed = copy.deepcopy(module).eval()
+    probe = _probe(call)
     with torch.no_grad():
         for param in zeroed.parameters():
             param.zero_()
-        generator = torch.Generator().manual_seed(0)
-        x = torch.rand(shape, generator=generator) + 0.1
         try:
-            out = zeroed(x)
+            out = first_tensor(probe.run(zeroed))
         except Exception:  # a module that cannot run alone is not a removable unit
             return False
-    return isinstance(out, torch.Tensor) and out.shape == x.shape and torch.allclose(out, x)
+    x = probe.hidden
+    return out is not None and out.shape == x.shape and torch.allclose(out, x)
+
+
+def _stack_members(model: nn.Module) -> set[str]:
+    """Modules of a ModuleList holding two or more layers, all of one type."""
+    members = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) >= 2 \
+                and len({type(m) for m in module}) == 1:
+            members.update(f"{name}.{i}" if name else str(i) for i in range(len(module)))
+    return members
 
 
 def find_blocks(model: nn.Module, example_input: Any,
@@ -65,16 +72,19 @@ def find_blocks(model: nn.Module, example_input: Any,
 
     Blocks containing a `protected` module (the classifier, ignored layers) are left out.
     """
-    calls = _single_calls(model, example_input)
+    calls = record_calls(model, example_input)
+    stacks = _stack_members(model)
     found = []
     for name, module in model.named_modules():
-        if name not in calls or not any(True for _ in module.parameters()):
+        if len(calls.get(name, ())) != 1 or not any(True for _ in module.parameters()):
             continue
-        shape_in, shape_out = calls[name]
-        if shape_in != shape_out:
+        call = calls[name][0]
+        hidden = call.hidden
+        if hidden is None or not isinstance(call.output, torch.Tensor) \
+                or call.output.shape != hidden.shape:
             continue
         if any(p == name or p.startswith(name + ".") for p in protected):
             continue
-        if _passes_input_through(module, shape_in):
+        if name in stacks or _passes_input_through(module, call):
             found.append(name)
     return [n for n in found if not any(o.startswith(n + ".") for o in found)]

@@ -39,4 +39,29 @@ def channel_scores(criterion: str, group: tp.Group) -> torch.Tensor:
     scores = _scorer(criterion)(group)
     if scores is None and criterion != "l1":
         scores = _scorer("l1")(group)
+    if scores is None:  # only layers torch-pruning does not know (transformers' Conv1D)
+        scores = _custom_l1(group)
     return scores.detach().double().cpu()
+
+
+def _custom_l1(group: tp.Group) -> torch.Tensor:
+    """L1 magnitude per channel over the group's layers pruned by our own pruners (weights
+    stored [in, out])."""
+    from autoprune.pruning.conv1d import Conv1DPruner
+
+    parts = []
+    for item in group:
+        pruner = getattr(item.dep.pruning_fn, "__self__", None)
+        if not isinstance(pruner, Conv1DPruner):
+            continue
+        weight = item.dep.layer.weight.detach().abs()
+        out = item.dep.pruning_fn.__name__ == "prune_out_channels"
+        local = weight[:, item.idxs].sum(0) if out else weight[item.idxs].sum(1)
+        parts.append((torch.as_tensor(item.root_idxs), local))
+    if not parts:
+        raise ValueError("no layer of this group has weights to score")
+    size = 1 + max(int(idx.max()) for idx, _ in parts)
+    scores = torch.zeros(size, dtype=torch.float64)
+    for idx, local in parts:
+        scores.index_add_(0, idx, local.double())
+    return scores

@@ -11,7 +11,7 @@ Four kinds of group, each acted on by the strategies that declare that kind:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.errors import UserError
-from autoprune.tasks import call_model
+from autoprune.tasks import call_model, model_output
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -65,10 +65,31 @@ def build_graph(
     unknown = sorted(skip - set(modules))
     if unknown:
         raise UserError(f"pruning.ignore names no module {unknown[0]!r}")
-    graph = tp.DependencyGraph().build_dependency(
-        model, example_inputs=example_input, verbose=False
-    )
-    return graph, [modules[name] for name in sorted(skip)]
+    return dependency_graph(model, example_input), [modules[name] for name in sorted(skip)]
+
+
+def dependency_graph(model: nn.Module, example_input: Any) -> tp.DependencyGraph:
+    """torch-pruning's dependency graph of `model`, traced through the tensor that counts in
+    its output (`.logits` of a Hugging Face model), with pruners for layers it lacks."""
+    from autoprune.pruning.conv1d import custom_pruners
+
+    if isinstance(example_input, Mapping) and "use_cache" in _parameters(model):
+        # A key/value cache concatenates across calls; tracing needs none of it.
+        example_input = {**example_input, "use_cache": False}
+    with torch.enable_grad():
+        return tp.DependencyGraph().build_dependency(
+            model, example_inputs=example_input, verbose=False,
+            forward_fn=lambda m, x: model_output(call_model(m, x)),
+            customized_pruners=custom_pruners(model))
+
+
+def _parameters(model: nn.Module) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def find_groups(
@@ -79,31 +100,40 @@ def find_groups(
     Channel groups rooted at attention projections are left out: their outputs are heads,
     which the attention group removes whole.
     """
-    from autoprune.pruning.attention import attention_layout, projection_layers
+    from autoprune.pruning.attention import projection_layers
+    from autoprune.pruning.attention_scopes import find_attention
     from autoprune.pruning.blocks import find_blocks
+    from autoprune.pruning.conv1d import custom_pruners
 
     graph, skip = build_graph(model, example_input, ignored)
     names = {m: n for n, m in model.named_modules()}
     groups = []
     projections: set[str] = set()
-    for name, module in model.named_modules():
-        layout = attention_layout(module)
-        if layout is None or any(n == name or n.startswith(name + ".") for n in ignored):
-            continue
-        projections.update(projection_layers(name, layout))
-        groups.append(PrunableGroup(id=name, kind="attention", channels=layout.heads,
-                                    layers=tuple(projection_layers(name, layout))))
+    for name, layout in find_attention(model, example_input, ignored):
+        layers = tuple(projection_layers(name, layout))
+        projections.update(layers)
+        groups.append(PrunableGroup(id=name, kind="attention", channels=layout.units,
+                                    layers=layers))
     protected = [names[m] for m in skip]
     skip = skip + [model.get_submodule(n) for n in sorted(projections)]
     for name in find_blocks(model, example_input, protected):
         layers = tuple(f"{name}.{n}" if n else name for n, m in
                        model.get_submodule(name).named_modules() if isinstance(m, PRUNABLE_TYPES))
         groups.append(PrunableGroup(id=name, kind="block", channels=1, layers=layers))
-    for group in graph.get_all_groups(ignored_layers=skip, root_module_types=PRUNABLE_TYPES):
+    groups += _channel_groups(graph, skip, names, PRUNABLE_TYPES + tuple(custom_pruners(model)))
+    position = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
+    return sorted(groups, key=lambda g: position[g.id])
+
+
+def _channel_groups(graph: tp.DependencyGraph, skip: list[nn.Module],
+                    names: dict[nn.Module, str], roots: tuple[type, ...]) -> list[PrunableGroup]:
+    """The channel (conv) and neuron (linear) groups of the graph, rooted at `roots` layers."""
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=skip, root_module_types=roots):
         root = group[0].dep.target.module
         layers = tuple(
             names[item.dep.target.module] for item in group
-            if isinstance(item.dep.target.module, PRUNABLE_TYPES)
+            if isinstance(item.dep.target.module, roots)
             and graph.is_out_channel_pruning_fn(item.dep.handler)
         )
         channels = graph.get_out_channels(root)
@@ -113,5 +143,4 @@ def find_groups(
             id=names[root], kind="conv" if isinstance(root, nn.Conv2d) else "linear",
             channels=int(channels), layers=layers,
         ))
-    position = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
-    return sorted(groups, key=lambda g: position[g.id])
+    return groups

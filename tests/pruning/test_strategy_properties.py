@@ -24,15 +24,10 @@ from autoprune.pruning import (
     find_groups,
 )
 from autoprune.pruning.apply import Calibration
-from autoprune.pruning.attention import (
-    HeadPrunedAttention,
-    _as_head_pruned,
-    attention_layout,
-    head_scores,
-    remove_heads,
-)
+from autoprune.pruning.attention import attention_layout, head_scores, remove_heads
 from autoprune.pruning.blocks import find_blocks
 from autoprune.pruning.criteria import CRITERIA
+from autoprune.pruning.mha import HeadPrunedAttention, as_head_pruned
 from autoprune.pruning.schedule import ramp
 from autoprune.pruning.strategies.lowrank import factorize
 from autoprune.pruning.strategies.nm import M, N, nm_mask
@@ -194,7 +189,7 @@ def test_head_pruned_attention_matches_multihead_attention(batch_first: bool, ma
         mha.in_proj_bias.normal_()
         mha.out_proj.bias.normal_()
     if route == "convert":
-        converted = _as_head_pruned(mha)
+        converted = as_head_pruned(mha)
     else:
         holder = nn.Module()
         holder.attn = copy.deepcopy(mha)

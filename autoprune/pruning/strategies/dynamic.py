@@ -14,6 +14,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.errors import UserError
+from autoprune.pruning.groups import dependency_graph
 from autoprune.pruning.strategies.base import SURGERY, Decisions, PruneContext
 from autoprune.pruning.strategies.channel import kept_channels
 from autoprune.pruning.strategies.gated_layers import (
@@ -93,9 +94,7 @@ class DynamicStrategy:
         if context.example_input is None:
             raise ValueError("dynamic gating needs the context's example input")
         # Built afresh: earlier surgery (low-rank, layer removal) changed the modules.
-        with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(
-                context.model, example_inputs=context.example_input, verbose=False)
+        graph = dependency_graph(context.model, context.example_input)
         names = {m: n for n, m in context.model.named_modules()}
         gated = []
         for group, ratio in decisions:

@@ -1,4 +1,5 @@
-"""Attention-head pruning: the least important heads are removed whole, head size kept."""
+"""Attention-head pruning: the least important heads are removed whole, head size kept (with
+grouped-query attention, a key/value head and its query heads go together)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ class HeadStrategy:
             if layout is None:
                 continue
             keep = kept_heads(group.channels, ratio)
-            if keep >= layout.heads:
+            if keep >= layout.units:
                 continue
             order = torch.sort(head_scores(module, layout).double(), stable=True).indices
-            kept = sorted(order[layout.heads - keep:].tolist())
+            kept = sorted(order[layout.units - keep:].tolist())
             parent_name, _, child = group.id.rpartition(".")
             parent = context.model.get_submodule(parent_name) if parent_name else context.model
             remove_heads(parent, child, kept)

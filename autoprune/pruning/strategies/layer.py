@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from torch import nn
-
+from autoprune.pruning.blocks import PassThrough
 from autoprune.pruning.strategies.base import SURGERY, Decisions, PruneContext
 from autoprune.pruning.strategies.lowrank import replace_module
 
 
 class LayerStrategy:
-    """Replace each chosen block by nn.Identity: its layers are gone from the graph."""
+    """Replace each chosen block by a PassThrough: its layers are gone from the graph."""
 
     name = "layer"
     description = "layer pruning: residual blocks with matching in/out shapes removed whole"
@@ -21,4 +20,4 @@ class LayerStrategy:
     def apply(self, context: PruneContext, decisions: Decisions) -> None:
         for group, _ in decisions:
             if context.module(group.id) is not None:
-                replace_module(context.model, group.id, nn.Identity())
+                replace_module(context.model, group.id, PassThrough())

@@ -1,0 +1,106 @@
+"""Hugging Face models as they are: heads (GPT-2's fused Conv1D, BERT's sibling output
+projection, LLaMA's grouped-query attention), MLP neurons and whole layers are found and pruned,
+and the pruned models compute what the removal means."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from autoprune.pruning import Decision, Policy, apply_policy, find_groups
+from autoprune.pruning.attention import attention_layout, head_scores, unit_channels, zero_inputs
+from autoprune.tasks import call_model, model_output
+from tests.fixtures.hf import hf_model
+
+MODELS = ("bert", "gpt2", "llama", "opt", "vit")
+
+
+def _kinds(groups) -> dict[str, int]:  # noqa: ANN001
+    counts: dict[str, int] = {}
+    for group in groups:
+        counts[group.kind] = counts.get(group.kind, 0) + 1
+    return counts
+
+
+def _logits(model, inputs) -> torch.Tensor:  # noqa: ANN001
+    with torch.no_grad():
+        return model_output(call_model(model, inputs))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_heads_neurons_and_layers_are_found(name: str) -> None:
+    model, x = hf_model(name)
+    groups = find_groups(model, x)
+    kinds = _kinds(groups)
+    assert kinds.get("attention") == 2 and kinds.get("block") == 2
+    assert kinds.get("linear", 0) >= 2  # the two MLPs at least
+    units = {g.channels for g in groups if g.kind == "attention"}
+    assert units == ({2} if name == "llama" else {4})  # LLaMA: units are key/value heads
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_removing_heads_equals_zeroing_their_output_columns(name: str) -> None:
+    model, x = hf_model(name)
+    groups = find_groups(model, x)
+    attention = [g for g in groups if g.kind == "attention"]
+    pruned = apply_policy(model, Policy({g.id: Decision("head", 0.5) for g in attention}),
+                          groups, x).model
+    masked = copy.deepcopy(model)
+    for group in attention:
+        scope = masked.get_submodule(group.id)
+        layout = attention_layout(scope)
+        weakest = torch.sort(head_scores(scope, layout), stable=True).indices[:layout.units // 2]
+        query, _ = unit_channels(layout, sorted(weakest.tolist()))
+        zero_inputs(scope.get_submodule(layout.output), query)
+        after = attention_layout(pruned.get_submodule(group.id))
+        assert (after.units, after.heads) == (layout.units // 2, layout.heads // 2)
+        assert after.head_dim == layout.head_dim
+    assert torch.allclose(_logits(pruned, x), _logits(masked, x), atol=1e-5)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(
+        p.numel() for p in model.parameters())
+
+
+def test_gpt2_conv1d_neurons_are_removed_as_zeroing_them_would():
+    model, x = hf_model("gpt2")
+    groups = find_groups(model, x)
+    mlp = next(g for g in groups if g.id == "transformer.h.0.mlp.c_fc")
+    assert mlp.kind == "linear" and mlp.channels == 128
+    pruned = apply_policy(model, Policy({mlp.id: Decision("neuron", 0.5)}), groups, x).model
+    before = model.transformer.h[0].mlp.c_fc.weight.detach()  # [in, out]
+    after = pruned.transformer.h[0].mlp.c_fc.weight.detach()
+    assert after.shape == (32, 64) and pruned.transformer.h[0].mlp.c_fc.nf == 64
+    kept = [next(i for i in range(before.shape[1]) if torch.equal(before[:, i], column))
+            for column in after.t()]
+    removed = sorted(set(range(128)) - set(kept))
+    masked = copy.deepcopy(model)
+    zero_inputs(masked.transformer.h[0].mlp.c_proj, torch.tensor(removed))
+    assert torch.allclose(_logits(pruned, x), _logits(masked, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_pruned_decoders_still_generate(name: str) -> None:
+    model, x = hf_model(name)
+    groups = find_groups(model, x)
+    strategy = {"attention": "head", "linear": "neuron", "block": "layer"}
+    blocks = [g.id for g in groups if g.kind == "block"]
+    decisions = {g.id: Decision(strategy[g.kind], 0.5) for g in groups
+                 if g.kind != "block" and not g.id.startswith(blocks[-1] + ".")}
+    decisions[blocks[-1]] = Decision("layer", 1.0)
+    pruned = apply_policy(model, Policy(decisions), groups, x).model
+    out = pruned.generate(x["input_ids"][:1], max_new_tokens=6, do_sample=False,
+                          min_new_tokens=6)
+    assert out.shape == (1, 14)
+    assert _logits(pruned, x).shape == _logits(model, x).shape
+
+
+def test_a_layer_removed_passes_the_hidden_state_through():
+    model, x = hf_model("bert")
+    groups = find_groups(model, x)
+    pruned = apply_policy(model, Policy({"bert.encoder.layer.1": Decision("layer", 1.0)}),
+                          groups, x).model
+    truncated = copy.deepcopy(model)
+    truncated.bert.encoder.layer = truncated.bert.encoder.layer[:1]
+    truncated.config.num_hidden_layers = 1
+    assert torch.allclose(_logits(pruned, x), _logits(truncated, x), atol=1e-6)
