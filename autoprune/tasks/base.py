@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
+LABEL_KEYS = ("labels", "label")  # where a dict batch (Hugging Face style) keeps its targets
 DIRECTIONS = (MAXIMIZE, MINIMIZE)
 
 
@@ -151,8 +152,21 @@ class Task:
         return Objective(self.metric, self.direction)
 
     def inputs(self, batch: Any) -> Any:
-        """What of a batch the model takes: the first element of a pair, else the batch."""
+        """What of a batch the model takes: the first element of a pair, a dict's entries but
+        its labels (a Hugging Face batch, passed as keywords), else the batch."""
+        if isinstance(batch, Mapping):
+            return {k: v for k, v in batch.items() if k not in LABEL_KEYS}
         return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    def labels(self, batch: Any) -> Any:
+        """The targets of a batch: the second element of a pair, or a dict's `labels`."""
+        if isinstance(batch, Mapping):
+            key = next((k for k in LABEL_KEYS if k in batch), None)
+            if key is None:
+                raise ValueError(f"a dict batch needs its targets under {' or '.join(LABEL_KEYS)}"
+                                 f"; it has {', '.join(map(str, batch))}")
+            return batch[key]
+        return batch[1]
 
     def output(self, raw: Any) -> torch.Tensor:
         """The tensor of the model's output that loss and metrics read."""

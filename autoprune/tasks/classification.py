@@ -1,4 +1,5 @@
-"""Classification: batches of (inputs, integer labels), cross-entropy, top-1 accuracy.
+"""Classification: batches of (inputs, integer labels), or dicts of model inputs with their
+`labels` (as Hugging Face datasets give them), cross-entropy, top-1 accuracy.
 
 Outputs are logits of shape (N, classes), or (N, classes, ...) for a label per position
 (segmentation): the loss and the accuracy then count every position.
@@ -24,10 +25,10 @@ class Classification(Task):
     direction = MAXIMIZE
 
     def loss(self, output: torch.Tensor, batch: Any) -> torch.Tensor:
-        return nn.functional.cross_entropy(output.float(), batch[1])
+        return nn.functional.cross_entropy(output.float(), self.labels(batch))
 
     def measure(self, output: torch.Tensor, batch: Any) -> dict[str, tuple[float, float]]:
-        labels = batch[1]
+        labels = self.labels(batch)
         output = output.float()
         if not torch.isfinite(output).all():
             raise FloatingPointError("model outputs are NaN or infinite")

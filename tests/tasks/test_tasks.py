@@ -97,3 +97,45 @@ def test_a_users_task_is_built_from_its_target_with_its_arguments():
 def test_a_bad_task_is_a_user_error(target, message):
     with pytest.raises(UserError, match=message):
         build_task(make_settings(f"task._target_={target}").task)
+
+
+class _DictDataset(torch.utils.data.Dataset):
+    """Hugging Face style items: token ids and a label, the label being whether token 1
+    appears."""
+
+    def __init__(self, count: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(2, 20, (count, 6), generator=generator)
+        self.ids[::2, 3] = 1
+        self.labels = (self.ids == 1).any(1).long()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[index], "attention_mask": torch.ones(6, dtype=torch.long),
+                "labels": self.labels[index]}
+
+
+def test_a_hugging_face_classifier_trains_and_is_scored_on_dict_batches():
+    transformers = pytest.importorskip("transformers")
+    from autoprune.data.splits import DataSplits
+    from autoprune.training import TrainSpec, evaluate, train
+    from tests.conftest import classification
+
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=20, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=2))
+    data = DataSplits(_DictDataset(256, 0), _DictDataset(128, 1), _DictDataset(128, 2), "t")
+    workload = classification(data, batch_size=32)
+    task = workload.task
+    batch = workload.items(4)
+    assert set(task.inputs(batch)) == {"input_ids", "attention_mask"}
+    assert torch.equal(task.labels(batch), batch["labels"])
+    with pytest.raises(ValueError, match="labels or label"):
+        task.labels({"input_ids": batch["input_ids"]})
+    before = evaluate(model, workload)["accuracy"]
+    train(model, workload, TrainSpec(steps=60, lr=3e-3, optimizer="adamw", schedule="constant"))
+    after = evaluate(model, workload)
+    assert after["accuracy"] > max(before, 0.9)  # the rule is learnable: the labels are read
