@@ -27,6 +27,7 @@ from autoprune.models.base import load_weights, save_atomic
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.apply import Calibration
 from autoprune.pruning.quantize import quantize_int8
+from autoprune.tasks import model_output, takes_keyword
 
 FORMAT = "autoprune-pruned-model"
 VERSION = 2
@@ -127,6 +128,20 @@ def load_pruned(path: Path) -> LoadedModel:
     return LoadedModel(model, deployed, policy, example)
 
 
+class MainOutput(nn.Module):
+    """`model` returning only the tensor that counts in its output (`.logits` of a Hugging Face
+    model), without a key/value cache: what an exported graph computes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.cache = takes_keyword(model, "use_cache")
+
+    def forward(self, x: Any) -> torch.Tensor:
+        return model_output(self.model(x, use_cache=False) if self.cache else self.model(x))
+
+
+
 def export_onnx(model: nn.Module, example_input: Any, path: Path) -> None:
     """Export a float model to ONNX: the batch dimension dynamic, except for a gated model,
     which runs at the example's batch size only (see `strategies/gate_kernels.py`)."""
@@ -137,7 +152,7 @@ def export_onnx(model: nn.Module, example_input: Any, path: Path) -> None:
     gated = is_gated(model)
     with warnings.catch_warnings(), onnx_static_batch():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (example_input,), str(path), dynamo=False,
+        torch.onnx.export(MainOutput(model).eval(), (example_input,), str(path), dynamo=False,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes=None if gated else {"input": {0: "batch"},
                                                            "logits": {0: "batch"}})
@@ -148,7 +163,7 @@ def export_torchscript(model: nn.Module, example_input: Any, path: Path) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model.eval(), example_input, check_trace=False)
+        traced = torch.jit.trace(MainOutput(model).eval(), example_input, check_trace=False)
     traced.save(str(path))
 
 

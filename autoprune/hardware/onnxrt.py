@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.export import MainOutput
 from autoprune.hardware.latency import timing_input
 from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
 
@@ -33,7 +34,7 @@ def ort_runner(model: nn.Module, example: Any,
     buffer = io.BytesIO()
     with warnings.catch_warnings(), onnx_static_batch():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.float().eval(), (x,), buffer, dynamo=False,
+        torch.onnx.export(MainOutput(model.float()).eval(), (x,), buffer, dynamo=False,
                           input_names=["input"], output_names=["logits"])
     options = ort.SessionOptions()
     options.intra_op_num_threads = profile.threads

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.export import MainOutput
 from autoprune.hardware.latency import timing_input
 from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
 
@@ -72,7 +73,7 @@ def trtexec_blocks(model: nn.Module, example: torch.Tensor,
         onnx, times = Path(folder) / "model.onnx", Path(folder) / "times.json"
         with warnings.catch_warnings(), onnx_static_batch():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model.float().eval(), (x,), str(onnx), dynamo=False,
+            torch.onnx.export(MainOutput(model.float()).eval(), (x,), str(onnx), dynamo=False,
                               input_names=["input"], output_names=["logits"])
         proc = subprocess.run(trtexec_command(trtexec, onnx, times, input_shape, profile),
                               capture_output=True, text=True, timeout=1800)

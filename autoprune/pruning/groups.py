@@ -20,7 +20,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.errors import UserError
-from autoprune.tasks import call_model, model_output
+from autoprune.tasks import call_model, model_output, takes_keyword
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -73,7 +73,7 @@ def dependency_graph(model: nn.Module, example_input: Any) -> tp.DependencyGraph
     its output (`.logits` of a Hugging Face model), with pruners for layers it lacks."""
     from autoprune.pruning.conv1d import custom_pruners
 
-    if isinstance(example_input, Mapping) and "use_cache" in _parameters(model):
+    if isinstance(example_input, Mapping) and takes_keyword(model, "use_cache"):
         # A key/value cache concatenates across calls; tracing needs none of it.
         example_input = {**example_input, "use_cache": False}
     with torch.enable_grad():
@@ -82,14 +82,6 @@ def dependency_graph(model: nn.Module, example_input: Any) -> tp.DependencyGraph
             forward_fn=lambda m, x: model_output(call_model(m, x)),
             customized_pruners=custom_pruners(model))
 
-
-def _parameters(model: nn.Module) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 def find_groups(

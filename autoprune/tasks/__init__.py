@@ -13,10 +13,12 @@ from autoprune.tasks.base import (
     call_model,
     first,
     model_output,
+    takes_keyword,
     to_device,
 )
 from autoprune.tasks.classification import Classification
 from autoprune.tasks.language_model import LanguageModel
 
 __all__ = ["DIRECTIONS", "MAXIMIZE", "MINIMIZE", "Classification", "LanguageModel",
-           "Objective", "Task", "call_model", "first", "model_output", "to_device"]
+           "Objective", "Task", "call_model", "first", "model_output", "takes_keyword",
+           "to_device"]

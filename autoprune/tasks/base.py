@@ -116,6 +116,16 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
     return model(inputs)
 
 
+def takes_keyword(model: nn.Module, name: str) -> bool:
+    """Whether `model`'s forward takes the keyword `name` (`use_cache`, say)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
     """`batch` with every tensor in it moved to `device` (tuples, lists and dicts kept)."""
     if isinstance(batch, torch.Tensor):
