@@ -11,6 +11,7 @@ Four kinds of group, each acted on by the strategies that declare that kind:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,10 @@ from autoprune.errors import UserError
 from autoprune.tasks import call_model, model_output, takes_keyword
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+class GroupingWarning(UserWarning):
+    """Part of a model could not be grouped; the rest is searched."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,13 @@ def build_graph(
     model: nn.Module, example_input: Any, ignored: Sequence[str] = ()
 ) -> tuple[tp.DependencyGraph, list[nn.Module]]:
     """Return the dependency graph of `model` and the layers it must never prune."""
+    return dependency_graph(model, example_input), protected_layers(model, example_input,
+                                                                    ignored)
+
+
+def protected_layers(model: nn.Module, example_input: Any,
+                     ignored: Sequence[str] = ()) -> list[nn.Module]:
+    """The layers never pruned: the output layer and the `ignored` ones."""
     modules = dict(model.named_modules())
     skip = set(ignored)
     classifier = output_layer(model, example_input)
@@ -65,7 +77,7 @@ def build_graph(
     unknown = sorted(skip - set(modules))
     if unknown:
         raise UserError(f"pruning.ignore names no module {unknown[0]!r}")
-    return dependency_graph(model, example_input), [modules[name] for name in sorted(skip)]
+    return [modules[name] for name in sorted(skip)]
 
 
 def dependency_graph(model: nn.Module, example_input: Any) -> tp.DependencyGraph:
@@ -97,7 +109,14 @@ def find_groups(
     from autoprune.pruning.blocks import find_blocks
     from autoprune.pruning.conv1d import custom_pruners
 
-    graph, skip = build_graph(model, example_input, ignored)
+    skip = protected_layers(model, example_input, ignored)
+    try:
+        graph = dependency_graph(model, example_input)
+    except Exception as exc:  # torch-pruning cannot trace every model: keep the other kinds
+        graph = None
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        warnings.warn(f"no channel or neuron groups: torch-pruning could not trace the model "
+                      f"({type(exc).__name__}: {reason})", GroupingWarning, stacklevel=2)
     names = {m: n for n, m in model.named_modules()}
     groups = []
     projections: set[str] = set()
@@ -112,7 +131,9 @@ def find_groups(
         layers = tuple(f"{name}.{n}" if n else name for n, m in
                        model.get_submodule(name).named_modules() if isinstance(m, PRUNABLE_TYPES))
         groups.append(PrunableGroup(id=name, kind="block", channels=1, layers=layers))
-    groups += _channel_groups(graph, skip, names, PRUNABLE_TYPES + tuple(custom_pruners(model)))
+    if graph is not None:
+        groups += _channel_groups(graph, skip, names,
+                                  PRUNABLE_TYPES + tuple(custom_pruners(model)))
     position = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
     return sorted(groups, key=lambda g: position[g.id])
 

@@ -103,3 +103,21 @@ def test_linear_layers_before_the_classifier_are_prunable() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
     groups = find_groups(model, torch.zeros(1, 16))
     assert [(g.id, g.kind, g.channels) for g in groups] == [("1", "linear", 12)]
+
+
+def test_a_model_torch_pruning_cannot_trace_keeps_its_heads_and_blocks(monkeypatch):
+    from autoprune.models.vit import ViT
+    from autoprune.pruning import groups as grouping
+
+    torch.manual_seed(0)
+    model = ViT(dim=32, depth=2, num_heads=4)
+    x = torch.randn(1, 1, 16, 16)
+    expected = {g.id for g in find_groups(model, x) if g.kind in ("attention", "block")}
+
+    def untraceable(*_args, **_kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(grouping, "dependency_graph", untraceable)
+    with pytest.warns(grouping.GroupingWarning, match="ZeroDivisionError: division by zero"):
+        groups = find_groups(model, x)
+    assert expected and {g.id for g in groups} == expected
