@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from autoprune.models.base import load_weights, save_atomic
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.apply import Calibration
 from autoprune.pruning.quantize import quantize_int8
-from autoprune.tasks import model_output, takes_keyword
+from autoprune.tasks import call_model, model_output, takes_keyword
 
 FORMAT = "autoprune-pruned-model"
 VERSION = 2
@@ -132,13 +133,17 @@ class MainOutput(nn.Module):
     """`model` returning only the tensor that counts in its output (`.logits` of a Hugging Face
     model), without a key/value cache: what an exported graph computes."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, keywords: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
-        self.cache = takes_keyword(model, "use_cache")
+        self.keywords = tuple(keywords)  # positional inputs passed on under these names
+        self.extra = {"use_cache": False} if takes_keyword(model, "use_cache") else {}
 
-    def forward(self, x: Any) -> torch.Tensor:
-        return model_output(self.model(x, use_cache=False) if self.cache else self.model(x))
+    def forward(self, *args: Any) -> torch.Tensor:
+        if self.keywords:
+            return model_output(self.model(**dict(zip(self.keywords, args, strict=True)),
+                                           **self.extra))
+        return model_output(self.model(*args, **self.extra))
 
 
 
@@ -152,10 +157,14 @@ def export_onnx(model: nn.Module, example_input: Any, path: Path) -> None:
     gated = is_gated(model)
     with warnings.catch_warnings(), onnx_static_batch():
         warnings.simplefilter("ignore")
-        torch.onnx.export(MainOutput(model).eval(), (example_input,), str(path), dynamo=False,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes=None if gated else {"input": {0: "batch"},
-                                                           "logits": {0: "batch"}})
+        # A dict of inputs (Hugging Face keywords) becomes one named graph input each.
+        keywords = list(example_input) if isinstance(example_input, Mapping) else []
+        names = keywords or ["input"]
+        args = tuple(example_input.values()) if keywords else (example_input,)
+        torch.onnx.export(MainOutput(model, keywords).eval(), args, str(path),
+                          dynamo=False, input_names=names, output_names=["logits"],
+                          dynamic_axes=None if gated else {
+                              **{name: {0: "batch"} for name in names}, "logits": {0: "batch"}})
 
 
 def export_torchscript(model: nn.Module, example_input: Any, path: Path) -> None:
@@ -163,7 +172,9 @@ def export_torchscript(model: nn.Module, example_input: Any, path: Path) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(MainOutput(model).eval(), example_input, check_trace=False)
+        keywords = list(example_input) if isinstance(example_input, Mapping) else []
+        args = tuple(example_input.values()) if keywords else example_input
+        traced = torch.jit.trace(MainOutput(model, keywords).eval(), args, check_trace=False)
     traced.save(str(path))
 
 
@@ -183,22 +194,24 @@ class OnnxRunner:
 
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0]
+        self.names = [i.name for i in self.session.get_inputs()]
         fixed = self.input.shape[0]
         self.batch_size = fixed if isinstance(fixed, int) else batch_size
 
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        step = self.batch_size
-        outputs = [self.session.run(None, {self.input.name: inputs[i:i + step].numpy()})[0]
-                   for i in range(0, len(inputs), step)]
+    def __call__(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Outputs for one tensor, or a dict of the named inputs of a keyword export."""
+        named = inputs if isinstance(inputs, Mapping) else {self.input.name: inputs}
+        count, step = len(next(iter(named.values()))), self.batch_size
+        outputs = [self.session.run(None, {n: named[n][i:i + step].numpy()
+                                           for n in self.names})[0]
+                   for i in range(0, count, step)]
         return torch.from_numpy(np.concatenate(outputs))
 
 
-def onnx_difference(path: Path, model: nn.Module, inputs: torch.Tensor) -> float:
+def onnx_difference(path: Path, model: nn.Module, inputs: Any) -> float:
     """Largest absolute difference between ONNX Runtime's outputs for `inputs` and PyTorch's."""
-    from autoprune.tasks import model_output
-
     with torch.no_grad():
-        torch_out = model_output(model.eval()(inputs))
+        torch_out = model_output(call_model(model.eval(), inputs))
     return float((onnx_outputs(path, inputs) - torch_out).abs().max())
 
 

@@ -182,3 +182,25 @@ def test_onnx_weights_counts_initializers_and_zeros(tmp_path):
     counted = onnx_weights(path)
     assert counted["onnx_weight_values"] == _params(model)
     assert counted["onnx_zero_fraction"] == pytest.approx(1024 / _params(model))
+
+
+@pytest.mark.parametrize("name", ["bert", "vit"])
+def test_a_hugging_face_model_exports_as_it_is_and_onnx_matches(name, tmp_path):
+    from autoprune.export import export_onnx, export_torchscript, onnx_difference
+    from autoprune.pruning import Decision, Policy, apply_policy, find_groups
+    from tests.fixtures.hf import hf_model
+
+    model, x = hf_model(name)
+    if name == "bert":  # keywords, as a tokenised dataset gives them
+        x = {**x, "attention_mask": torch.ones_like(x["input_ids"])}
+    groups = find_groups(model, x)
+    heads = {g.id: Decision("head", 0.5) for g in groups if g.kind == "attention"}
+    pruned = apply_policy(model, Policy(heads), groups, x).model
+    export_onnx(pruned, x, tmp_path / "model.onnx")
+    assert onnx_difference(tmp_path / "model.onnx", pruned, x) <= 1e-4
+    export_torchscript(pruned, x, tmp_path / "model.pt")
+    traced = torch.jit.load(str(tmp_path / "model.pt"))
+    args = tuple(x.values()) if isinstance(x, dict) else (x,)
+    with torch.no_grad():
+        assert torch.allclose(traced(*args), pruned(**x).logits if isinstance(x, dict)
+                              else pruned(x).logits, atol=1e-5)

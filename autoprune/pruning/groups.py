@@ -12,7 +12,7 @@ Four kinds of group, each acted on by the strategies that declare that kind:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,13 +85,12 @@ def dependency_graph(model: nn.Module, example_input: Any) -> tp.DependencyGraph
     its output (`.logits` of a Hugging Face model), with pruners for layers it lacks."""
     from autoprune.pruning.conv1d import custom_pruners
 
-    if isinstance(example_input, Mapping) and takes_keyword(model, "use_cache"):
-        # A key/value cache concatenates across calls; tracing needs none of it.
-        example_input = {**example_input, "use_cache": False}
+    # A key/value cache concatenates across calls; tracing needs none of it.
+    extra = {"use_cache": False} if takes_keyword(model, "use_cache") else {}
     with torch.enable_grad():
         return tp.DependencyGraph().build_dependency(
             model, example_inputs=example_input, verbose=False,
-            forward_fn=lambda m, x: model_output(call_model(m, x)),
+            forward_fn=lambda m, x: model_output(call_model(m, x, **extra)),
             customized_pruners=custom_pruners(model))
 
 

@@ -107,13 +107,14 @@ def model_output(raw: Any) -> torch.Tensor:
                     "(a tensor, a tuple starting with one, or .logits)")
 
 
-def call_model(model: nn.Module, inputs: Any) -> Any:
-    """Call `model` on inputs: a tensor, a tuple of positional inputs or a dict of keywords."""
+def call_model(model: nn.Module, inputs: Any, **keywords: Any) -> Any:
+    """Call `model` on inputs: a tensor, a tuple of positional inputs or a dict of keywords
+    (with `keywords` added)."""
     if isinstance(inputs, Mapping):
-        return model(**inputs)
+        return model(**inputs, **keywords)
     if isinstance(inputs, tuple):
-        return model(*inputs)
-    return model(inputs)
+        return model(*inputs, **keywords)
+    return model(inputs, **keywords)
 
 
 def takes_keyword(model: nn.Module, name: str) -> bool:
