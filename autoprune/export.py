@@ -131,17 +131,24 @@ def load_pruned(path: Path) -> LoadedModel:
 
 class MainOutput(nn.Module):
     """`model` returning only the tensor that counts in its output (`.logits` of a Hugging Face
-    model), without a key/value cache: what an exported graph computes."""
+    model), without a key/value cache: what an exported graph computes. Token ids alone get an
+    all-ones attention mask (the same computation: nothing is padded), which keeps the mask
+    code of `transformers` decoders within what the ONNX exporter knows."""
 
     def __init__(self, model: nn.Module, keywords: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
         self.keywords = tuple(keywords)  # positional inputs passed on under these names
         self.extra = {"use_cache": False} if takes_keyword(model, "use_cache") else {}
+        self.masks = takes_keyword(model, "attention_mask")
 
     def forward(self, *args: Any) -> torch.Tensor:
         if self.keywords:
             return model_output(self.model(**dict(zip(self.keywords, args, strict=True)),
+                                           **self.extra))
+        ids = args[0] if len(args) == 1 else None
+        if self.masks and isinstance(ids, torch.Tensor) and not ids.is_floating_point():
+            return model_output(self.model(ids, attention_mask=torch.ones_like(ids),
                                            **self.extra))
         return model_output(self.model(*args, **self.extra))
 

@@ -184,15 +184,16 @@ def test_onnx_weights_counts_initializers_and_zeros(tmp_path):
     assert counted["onnx_zero_fraction"] == pytest.approx(1024 / _params(model))
 
 
-@pytest.mark.parametrize("name", ["bert", "vit"])
+@pytest.mark.parametrize("name", ["bert", "vit", "gpt2", "llama"])
 def test_a_hugging_face_model_exports_as_it_is_and_onnx_matches(name, tmp_path):
-    from autoprune.export import export_onnx, export_torchscript, onnx_difference
-    from autoprune.pruning import Decision, Policy, apply_policy, find_groups
+    from autoprune.export import onnx_difference
     from tests.fixtures.hf import hf_model
 
     model, x = hf_model(name)
     if name == "bert":  # keywords, as a tokenised dataset gives them
         x = {**x, "attention_mask": torch.ones_like(x["input_ids"])}
+    elif name in ("gpt2", "llama"):  # token ids alone, as the language-model task gives them
+        x = x["input_ids"]
     groups = find_groups(model, x)
     heads = {g.id: Decision("head", 0.5) for g in groups if g.kind == "attention"}
     pruned = apply_policy(model, Policy(heads), groups, x).model
