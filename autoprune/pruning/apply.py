@@ -190,6 +190,7 @@ def model_stats(model: nn.Module, example_input: Any) -> dict[str, float]:
     macs, params = tp.utils.count_ops_and_params(model, example_input)
     if is_gated(model):
         macs += gated_macs(model, example_input)
+    macs += _conv1d_macs(model, example_input)
     total = sum(p.numel() for p in model.parameters())
     nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
     size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -197,3 +198,20 @@ def model_stats(model: nn.Module, example_input: Any) -> dict[str, float]:
     return {"params": float(total), "nonzero_params": float(nonzero),
             "sparsity": 1.0 - nonzero / total if total else 0.0, "macs": float(macs),
             "size_mb": size / 1e6}
+
+
+def _conv1d_macs(model: nn.Module, example_input: Any) -> float:
+    """Multiply-accumulates of transformers' Conv1D layers (GPT-2's projections), which the
+    generic counter does not know: inputs x outputs per position."""
+    from autoprune.pruning.attention import is_projection
+    from autoprune.pruning.replay import record_calls
+
+    names = [n for n, m in model.named_modules()
+             if is_projection(m) and not isinstance(m, nn.Linear)]
+    if not names:
+        return 0.0
+    total = 0.0
+    for name, calls in record_calls(model, example_input, names).items():
+        weight = model.get_submodule(name).weight
+        total += sum(call.output.numel() * weight.shape[0] for call in calls)
+    return total

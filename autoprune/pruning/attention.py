@@ -16,7 +16,8 @@ and the output projection. Recognised, by structure rather than class name:
   the key projection's width. A key/value head goes with its query heads: the units removed
   are the key/value heads (the query heads without grouped-query attention).
 
-Removing units slices the projections' rows and the output projection's columns, then sets the
+Removing units slices the projections' rows, the output projection's columns and any other
+parameter of the scope with one entry per head (a relative position bias table), then sets the
 scope's head-count and width attributes (`num_heads`, `num_key_value_heads`, `all_head_size`,
 `split_size`, ...) that held the old values, so the library's own forward keeps working.
 `find_attention` keeps only the scopes where removing a unit gives exactly what zeroing its
@@ -236,6 +237,21 @@ def _keep_in(module: nn.Module, index: torch.Tensor) -> None:
         module.in_features = len(index)
 
 
+def _keep_per_head(scope: nn.Module, layout: AttentionLayout, heads: list[int]) -> None:
+    """Slice the scope's other parameters that hold one entry per query head (a relative
+    position bias table, say) along that dimension."""
+    skip = {*layout.projections, layout.output}
+    index = torch.tensor(heads, dtype=torch.long)
+    for name, module in scope.named_modules():
+        if name in skip:
+            continue
+        for pname, param in list(module.named_parameters(recurse=False)):
+            dims = [d for d, size in enumerate(param.shape) if size == layout.heads]
+            if len(dims) == 1 and param.dim() > 1:
+                kept = param.detach().index_select(dims[0], index).clone()
+                setattr(module, pname, nn.Parameter(kept, requires_grad=param.requires_grad))
+
+
 def remove_heads(parent: nn.Module, name: str, keep: list[int]) -> None:
     """Keep only units `keep` (sorted key/value heads, each with its query heads) of the
     attention scope `parent.<name>`, head size unchanged."""
@@ -249,6 +265,8 @@ def remove_heads(parent: nn.Module, name: str, keep: list[int]) -> None:
     for projection, rows in _projection_rows(scope, layout, q, kv):
         _keep_out(scope.get_submodule(projection), rows)
     _keep_in(scope.get_submodule(layout.output), q)
+    _keep_per_head(scope, layout, [u * layout.group + j for u in keep
+                                   for j in range(layout.group)])
     heads, kv_heads = len(keep) * layout.group, len(keep)
     old = {**dict.fromkeys(HEAD_ATTRS, (layout.heads, heads)),
            **dict.fromkeys(KV_ATTRS, (layout.kv_heads, kv_heads)),

@@ -1,7 +1,8 @@
 """Residual blocks: modules that can be removed whole, leaving their input to pass through.
 
 A block is found by what it computes, not by its class name: a module called once, whose output
-is a tensor of the shape of the tensor it was given (its first argument, or `hidden_states`),
+(or the first element of the tuple it returns) is a tensor of the shape of the tensor it was
+given (its first argument, or `hidden_states`),
 and which either returns that input unchanged when all of its parameters are zero (checked
 with a positive probe of the input's shape, device and dtype, and the call's other arguments)
 or is one of a `ModuleList` of layers of one type (a transformer stack, post-norm ones
@@ -26,10 +27,22 @@ from autoprune.pruning.replay import Call, first_tensor, record_calls
 
 class PassThrough(nn.Identity):
     """What a removed block leaves: its input (first argument, or `hidden_states`) unchanged
-    (an `nn.Identity` that takes the block's other arguments too)."""
+    (an `nn.Identity` that takes the block's other arguments too). A block that returned a
+    tuple of `arity` (the hidden state first, attention weights after) gets the input and
+    Nones."""
+
+    def __init__(self, arity: int = 0) -> None:
+        super().__init__()
+        self.arity = arity
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return args[0] if args else kwargs["hidden_states"]
+        x = args[0] if args else kwargs["hidden_states"]
+        return (x, *[None] * (self.arity - 1)) if self.arity else x
+
+
+def arity(output: Any) -> int:
+    """0 for a tensor, else the length of the tuple a block returned."""
+    return len(output) if isinstance(output, tuple) else 0
 
 
 def _probe(call: Call) -> Call:
@@ -79,9 +92,9 @@ def find_blocks(model: nn.Module, example_input: Any,
         if len(calls.get(name, ())) != 1 or not any(True for _ in module.parameters()):
             continue
         call = calls[name][0]
-        hidden = call.hidden
-        if hidden is None or not isinstance(call.output, torch.Tensor) \
-                or call.output.shape != hidden.shape:
+        hidden, out = call.hidden, call.output
+        main = out[0] if isinstance(out, tuple) and out else out  # (hidden, weights) too
+        if hidden is None or not isinstance(main, torch.Tensor) or main.shape != hidden.shape:
             continue
         if any(p == name or p.startswith(name + ".") for p in protected):
             continue

@@ -14,7 +14,7 @@ from autoprune.pruning.attention import attention_layout, head_scores, unit_chan
 from autoprune.tasks import call_model, model_output
 from tests.fixtures.hf import hf_model
 
-MODELS = ("bert", "gpt2", "llama", "opt", "vit")
+MODELS = ("bert", "gpt2", "llama", "opt", "vit", "swin")
 
 
 def _kinds(groups) -> dict[str, int]:  # noqa: ANN001
@@ -34,10 +34,12 @@ def test_heads_neurons_and_layers_are_found(name: str) -> None:
     model, x = hf_model(name)
     groups = find_groups(model, x)
     kinds = _kinds(groups)
-    assert kinds.get("attention") == 2 and kinds.get("block") == 2
-    assert kinds.get("linear", 0) >= 2  # the two MLPs at least
+    layers = 4 if name == "swin" else 2
+    assert kinds.get("attention") == layers and kinds.get("block") == layers
+    assert kinds.get("linear", 0) >= 2  # the MLPs
     units = {g.channels for g in groups if g.kind == "attention"}
-    assert units == ({2} if name == "llama" else {4})  # LLaMA: units are key/value heads
+    # LLaMA: units are key/value heads; Swin: 2 heads in its first stage, 4 in its second
+    assert units == {"llama": {2}, "swin": {2, 4}}.get(name, {4})
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -104,3 +106,31 @@ def test_a_layer_removed_passes_the_hidden_state_through():
     truncated.bert.encoder.layer = truncated.bert.encoder.layer[:1]
     truncated.config.num_hidden_layers = 1
     assert torch.allclose(_logits(pruned, x), _logits(truncated, x), atol=1e-6)
+
+
+def test_a_block_that_returns_a_tuple_leaves_a_pass_through_of_the_same_form():
+    from autoprune.pruning.blocks import PassThrough
+
+    model, x = hf_model("swin")  # its layers return (hidden states, attention weights)
+    groups = find_groups(model, x)
+    block = "swin.encoder.layers.0.blocks.1"
+    pruned = apply_policy(model, Policy({block: Decision("layer", 1.0)}), groups, x).model
+    gone = pruned.get_submodule(block)
+    assert isinstance(gone, PassThrough) and gone.arity == 2
+    hidden = torch.randn(2, 64, 16)
+    assert gone(hidden, (8, 8))[0] is hidden
+    assert _logits(pruned, x).shape == (2, 10)
+
+
+def test_conv1d_work_is_counted_in_the_macs():
+    import torch_pruning as tp
+
+    from autoprune.pruning import model_stats
+
+    model, x = hf_model("gpt2")
+    ids = x["input_ids"][:1]  # 8 tokens
+    counted, _ = tp.utils.count_ops_and_params(model, ids)
+    conv1d = sum(8 * m.weight.shape[0] * m.weight.shape[1] for m in model.modules()
+                 if type(m).__name__ == "Conv1D")
+    assert conv1d > 0
+    assert model_stats(model, ids)["macs"] == counted + conv1d

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from autoprune.pruning.blocks import PassThrough
+from autoprune.pruning.blocks import PassThrough, arity
+from autoprune.pruning.replay import record_calls
 from autoprune.pruning.strategies.base import SURGERY, Decisions, PruneContext
 from autoprune.pruning.strategies.lowrank import replace_module
 
@@ -18,6 +19,10 @@ class LayerStrategy:
     ramps = False
 
     def apply(self, context: PruneContext, decisions: Decisions) -> None:
-        for group, _ in decisions:
-            if context.module(group.id) is not None:
-                replace_module(context.model, group.id, PassThrough())
+        present = [group.id for group, _ in decisions if context.module(group.id) is not None]
+        # What each block returned (a tensor, or a tuple) is what its pass-through returns.
+        calls = record_calls(context.model, context.example_input, present) \
+            if present and context.example_input is not None else {}
+        for name in present:
+            made = calls.get(name)
+            replace_module(context.model, name, PassThrough(arity(made[0].output) if made else 0))
