@@ -19,7 +19,9 @@ def _strategies() -> list[str]:
     return list(STRATEGIES)
 
 
-def _cell(entry: dict[str, Any] | None) -> str:
+def _cell(entry: dict[str, Any] | None, row: dict) -> str:
+    if entry is None and ("timeout" in row or "crash" in row):
+        return "not run"
     if not entry or not entry["eligible"]:
         return "-"
     if "error" in entry:
@@ -27,7 +29,8 @@ def _cell(entry: dict[str, Any] | None) -> str:
     text = f"{entry['usable']}/{entry['eligible']}"
     pruned = entry.get("pruned")
     if pruned is None:
-        return text
+        stopped = f"prune {entry.get('name')}" in str(row.get("timeout", row.get("crash")))
+        return text + (" stopped" if stopped else "")
     if not pruned["runs"]:
         return text + " x"
     left = pruned.get("macs_left")
@@ -35,17 +38,29 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 
 def _table(rows: dict[str, dict], names: list[str]) -> list[str]:
-    lines = ["| model | family | input | find_groups s | " + " / ".join(KINDS) + " | "
-             + " | ".join(names) + " |", "|---" * (5 + len(names)) + "|"]
+    lines = ["| model | family | input | base ONNX diff | find_groups s | " + " / ".join(KINDS)
+             + " | " + " | ".join(names) + " |", "|---" * (6 + len(names)) + "|"]
     for model, row in rows.items():
         if "skipped" in row:
             continue
         groups = row.get("groups")
         counts = " / ".join(str(groups[k]) for k in KINDS) if groups else "-"
-        cells = [_cell(row.get("strategies", {}).get(n)) for n in names]
+        cells = [_cell(_entry(row, n), row) for n in names]
         lines.append(f"| {model} | {row['family']} | {row.get('inputs', '-')} | "
+                     f"{_onnx(row.get('onnx', '-'), row.get('output_abs_max'), 12)} | "
                      f"{row.get('find_groups_s', '-')} | {counts} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _entry(row: dict, name: str) -> dict[str, Any] | None:
+    entry = row.get("strategies", {}).get(name)
+    return None if entry is None else {**entry, "name": name}
+
+
+def _onnx(diff: Any, scale: float | None, width: int) -> str:
+    if isinstance(diff, float) and scale is not None:
+        return f"{diff:.1e} of {scale:.1e}"
+    return str(diff)[:width]
 
 
 def _runs(row: dict, name: str) -> bool:
@@ -74,10 +89,13 @@ def _summary(rows: dict[str, dict], names: list[str]) -> list[str]:
     lines += ["", f"transformers models with >= 2 structured strategies ({', '.join(STRUCTURED)}) "
               f"whose pruned models run: {_share(two, hf)}; not: "
               f"{', '.join(m for m in hf if m not in two) or 'none'}."]
-    times = {m: measured[m].get("find_groups_s") for m in hf}
-    slow = [f"{m} ({t} s)" if t is not None else f"{m} (never finished)"
-            for m, t in times.items() if t is None or t > GROUPING_LIMIT_S
-            or "find_groups_error" in measured[m]]
+    slow = []
+    for m in hf:
+        took = measured[m].get("find_groups_s")
+        if took is None or took > GROUPING_LIMIT_S:
+            slow.append(f"{m} ({'never finished' if took is None else f'{took} s'})")
+        elif "find_groups_error" in measured[m]:
+            slow.append(f"{m} (failed in {took} s)")
     lines.append(f"Every transformers model grouped in <= {GROUPING_LIMIT_S:.0f} s without "
                  f"error: {'yes' if not slow else 'no: ' + ', '.join(slow)}.")
     for strategy, attr, what in (("head", "attention", "attention"),
@@ -94,10 +112,15 @@ def _model_failures(model: str, row: dict) -> list[str]:
     spec, found = MODELS.get(model), row.get("groups") or {}
     out = [row[k] for k in ("timeout", "crash") if k in row]
     out += [f"{k}: {row[k]}" for k in ("find_groups_error", "stats_error") if k in row]
+    out += [f"find_groups warns: {w}" for w in row.get("find_groups_warnings", [])]
+    base = str(row.get("onnx", ""))
+    if base.startswith("n/a"):
+        out.append(f"ONNX export of the unpruned model: {base}")
     if spec and spec.attention and found and not found.get("attention"):
         out.append("no attention group")
     if spec and spec.residual and found and not found.get("block"):
         out.append("no block group")
+    onnx: dict[str, list[str]] = {}
     for name, entry in row.get("strategies", {}).items():
         if "error" in entry:
             out.append(f"{name}: {entry['error']}")
@@ -105,12 +128,17 @@ def _model_failures(model: str, row: dict) -> list[str]:
             out.append(f"{name}: {entry['usable']}/{entry['eligible']} usable; rejected "
                        + "; ".join(entry.get("rejected", [])))
         pruned = entry.get("pruned", {})
+        left = [pruned.get(k + "_left") for k in ("macs", "params", "nonzero_params")]
+        if pruned.get("runs") and all(v is not None and v >= 0.999 for v in left):
+            out.append(f"{name}: usable on {entry['usable']} groups but removes nothing "
+                       "(MACs, parameters and nonzero parameters all unchanged)")
         for key in ("error", "stats_error"):
             if key in pruned:
                 out.append(f"{name} pruned: {pruned[key]}")
         if str(pruned.get("onnx", "")).startswith("n/a"):
-            out.append(f"{name} ONNX {pruned['onnx']}")
-    return out
+            onnx.setdefault(pruned["onnx"], []).append(name)
+    return out + [f"ONNX export ({', '.join(n)}): "
+                  + ("as the unpruned model's" if r == base else r) for r, n in onnx.items()]
 
 
 def _failures(rows: dict[str, dict]) -> list[str]:
@@ -129,18 +157,18 @@ def _failures(rows: dict[str, dict]) -> list[str]:
 def _pruned(rows: dict[str, dict]) -> list[str]:
     lines = ["## Pruned models (every usable group at 0.5, or the strategy's fixed ratio)", "",
              "| model | strategy | groups | runs | MACs left | params left | nonzero left | "
-             "ONNX max diff |", "|---|---|---|---|---|---|---|---|"]
+             "ONNX max diff of max output |", "|---|---|---|---|---|---|---|---|"]
     for model, row in rows.items():
         for name, entry in row.get("strategies", {}).items():
             pruned = entry.get("pruned")
             if pruned is None:
                 continue
             onnx = pruned.get("onnx", "-")
-            onnx = f"{onnx:.1e}" if isinstance(onnx, float) else str(onnx)[:60]
             lines.append(f"| {model} | {name} | {entry['usable']} | "
                          f"{'yes' if pruned['runs'] else 'no'} | {pruned.get('macs_left', '-')} | "
                          f"{pruned.get('params_left', '-')} | "
-                         f"{pruned.get('nonzero_params_left', '-')} | {onnx} |")
+                         f"{pruned.get('nonzero_params_left', '-')} | "
+                         f"{_onnx(onnx, pruned.get('output_abs_max'), 60)} |")
     return lines + [""]
 
 
@@ -149,6 +177,8 @@ def markdown(rows: dict[str, dict], command: str, made_at: str) -> str:
     names = _strategies()
     head = ["# Model coverage", "", f"`{command}`", "", f"Commit {made_at}; {machine()}. "
             "A cell is usable/eligible groups, then the MACs left with all usable groups "
-            "pruned (`x`: the pruned model fails; `-`: no group of the strategy's kinds).", ""]
+            "pruned (`x`: the pruned model fails; `-`: no group of the strategy's kinds; "
+            "`stopped`: the timeout came while pruning). ONNX diffs are the largest "
+            "|ONNX Runtime - PyTorch| of the model's output, of its largest |output|.", ""]
     body = _table(rows, names) + [""] + _summary(rows, names) + _failures(rows) + _pruned(rows)
     return "\n".join(head + body) + "\n"

@@ -2,7 +2,7 @@
 randomly initialised Hugging Face `transformers` models, and torchvision's and timm's
 classifiers where those import (the model list is benchmarks/coverage_models.py).
 
-    python benchmarks/model_coverage.py [--models NAME ...] [--timeout 120]
+    python benchmarks/model_coverage.py [--models NAME ...] [--timeout 300]
 
 Each model runs in its own subprocess (a hang is recorded as a timeout at the step it was in,
 with what came before kept). Per model: the seconds `find_groups` takes and its groups per kind;
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ RATIO = 0.5
 
 
 def reason(exc: BaseException) -> str:
-    """`Type: message` on one line, cut to 200 characters."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    """`Type: message` on one line, cut to 240 characters."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:240]}"
 
 
 class Record(dict):
@@ -54,8 +55,9 @@ class Record(dict):
         self.path.write_text(json.dumps(self))
 
 
-def onnx_parity(model: Any, example: Any) -> float | str:
-    """Largest |ONNX Runtime - PyTorch| over the example, or "n/a: <reason>"."""
+def onnx_parity(model: Any, example: Any) -> tuple[float | str, float | None]:
+    """Largest |ONNX Runtime - PyTorch| over the example (or "n/a: <reason>") and the largest
+    |PyTorch output|, the scale the difference is read against."""
     import onnxruntime as ort
     import torch
 
@@ -74,9 +76,9 @@ def onnx_parity(model: Any, example: Any) -> float | str:
             onnx_out = torch.from_numpy(session.run(None, feed)[0])
         with torch.no_grad():
             torch_out = model_output(call_model(model, example))
-        return float((onnx_out - torch_out).abs().max())
+        return float((onnx_out - torch_out).abs().max()), float(torch_out.abs().max())
     except Exception as exc:  # an export failure is a finding, not a crash
-        return f"n/a: {reason(exc)}"
+        return f"n/a: {reason(exc)}", None
 
 
 def prune_all(model: Any, groups: list, ids: list[str], strategy: str, example: Any,
@@ -108,7 +110,7 @@ def prune_all(model: Any, groups: list, ids: list[str], strategy: str, example: 
                       for k in ("macs", "params", "nonzero_params")})
     except Exception as exc:
         entry["stats_error"] = f"model_stats: {reason(exc)}"
-    entry["onnx"] = onnx_parity(pruned, example)
+    entry["onnx"], entry["output_abs_max"] = onnx_parity(pruned, example)
     return entry
 
 
@@ -139,12 +141,34 @@ def try_strategy(record: Record, model: Any, groups: list, name: str, example: A
         entry["pruned"] = prune_all(model, groups, ids, name, example, base, shape)
 
 
+def find(record: Record, model: Any, example: Any) -> list:
+    """`find_groups` timed, its groups counted per kind and its warnings kept."""
+    from autoprune.pruning import find_groups
+    from autoprune.pruning.groups import KINDS
+
+    record.step("find_groups")
+    start = time.monotonic()
+    groups: list = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            groups = find_groups(model, example)
+        except Exception as exc:
+            record["find_groups_error"] = reason(exc)
+    record["find_groups_s"] = round(time.monotonic() - start, 2)
+    said = {" ".join(str(w.message).split())[:240] for w in caught
+            if w.category.__module__.startswith("autoprune")}
+    if said:
+        record["find_groups_warnings"] = sorted(said)
+    record["groups"] = {k: sum(g.kind == k for g in groups) for k in KINDS}
+    return groups
+
+
 def measure(name: str, out: Path) -> None:
     """The child process: every step on one model, its record written to `out` as it goes."""
     import torch
 
-    from autoprune.pruning import STRATEGIES, find_groups, model_stats
-    from autoprune.pruning.groups import KINDS
+    from autoprune.pruning import STRATEGIES, model_stats
     from autoprune.tasks import call_model, model_output
 
     spec = MODELS[name]
@@ -163,15 +187,9 @@ def measure(name: str, out: Path) -> None:
     except Exception as exc:
         record["stats_error"] = f"model_stats: {reason(exc)}"
         base = {"macs": 0.0, "params": 0.0, "nonzero_params": 0.0}
-    record.step("find_groups")
-    start = time.monotonic()
-    try:
-        groups = find_groups(model, example)
-    except Exception as exc:
-        record["find_groups_error"] = reason(exc)
-        groups = []
-    record["find_groups_s"] = round(time.monotonic() - start, 2)
-    record["groups"] = {k: sum(g.kind == k for g in groups) for k in KINDS}
+    record.step("onnx")
+    record["onnx"], record["output_abs_max"] = onnx_parity(model, example)
+    groups = find(record, model, example)
     for strategy in STRATEGIES:
         try_strategy(record, model, groups, strategy, example, base, shape)
     record.step("done")
@@ -219,7 +237,7 @@ def save(rows: dict[str, dict], command: str, made_at: str, timeout: float) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
-    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -229,7 +247,7 @@ def main() -> None:
     made_at = commit()
     command = "python benchmarks/model_coverage.py" + (
         f" --models {' '.join(args.models)}" if args.models != list(MODELS) else "") + (
-        f" --timeout {args.timeout:g}" if args.timeout != 120 else "")
+        f" --timeout {args.timeout:g}" if args.timeout != 300 else "")
     kept = kept_results("model_coverage", "models") if args.models != list(MODELS) else {}
     rows = dict(kept)
     for name in args.models:

@@ -22,6 +22,7 @@ from autoprune.pruning.strategies.gated_layers import (
     GatedInputConv2d,
     gate_chain,
 )
+from autoprune.tasks import model_output
 
 
 def _conv(module: object) -> bool:
@@ -67,10 +68,10 @@ def _check(model: nn.Module, example_input: torch.Tensor, producers: list[GatedC
     model.eval()
     try:
         with torch.no_grad():
-            compact = model(x)
+            compact = model_output(model(x))
             for p in producers:
                 p.full = True
-            reference = model(x)
+            reference = model_output(model(x))
     finally:
         for p in producers:
             p.full = False
