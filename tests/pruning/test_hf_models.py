@@ -134,3 +134,13 @@ def test_conv1d_work_is_counted_in_the_macs():
                  if type(m).__name__ == "Conv1D")
     assert conv1d > 0
     assert model_stats(model, ids)["macs"] == counted + conv1d
+
+
+def test_a_factorised_layer_answers_what_the_model_reads_of_it():
+    from autoprune.pruning import check_groups
+
+    model, x = hf_model("vit")  # ViTModel casts its input to patch_embeddings.projection.weight
+    groups = find_groups(model, x)
+    usable, rejected = check_groups(model, groups, ["lowrank"], x)
+    assert not rejected
+    assert set(usable) == {g.id for g in groups if g.kind in ("conv", "linear")}

@@ -27,7 +27,27 @@ def factorizable(layer: nn.Module) -> bool:
             and layer.padding_mode == "zeros")
 
 
-def factorize(layer: nn.Module, rank: int) -> nn.Sequential:
+class LowRank(nn.Sequential):
+    """Two thinner layers standing for one: called as it was, and answering the attributes that
+    model code reads of it (a Hugging Face model reads a convolution's `stride` to pad, or its
+    `weight.dtype` to cast): its shape attributes are the original layer's, `weight` is the
+    last layer's (the same dtype and device)."""
+
+    KEPT = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size",
+            "stride", "padding", "dilation", "groups", "padding_mode")
+
+    def __init__(self, first: nn.Module, second: nn.Module, original: nn.Module) -> None:
+        super().__init__(first, second)
+        for attr in self.KEPT:
+            if hasattr(original, attr):
+                setattr(self, attr, getattr(original, attr))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self[-1].weight
+
+
+def factorize(layer: nn.Module, rank: int) -> LowRank:
     """Return two layers whose product is the best rank-`rank` approximation of `layer`."""
     u, s, vh = torch.linalg.svd(_matrix(layer), full_matrices=False)
     root = s[:rank].sqrt()
@@ -46,7 +66,7 @@ def factorize(layer: nn.Module, rank: int) -> nn.Sequential:
         second.weight.data = second_w.reshape(layer.out_channels, rank, 1, 1).contiguous()
     if layer.bias is not None:
         second.bias.data = layer.bias.detach().clone()
-    return nn.Sequential(first, second).train(layer.training)
+    return LowRank(first, second, layer).train(layer.training)
 
 
 def rank_for(layer: nn.Module, ratio: float, alignment: int) -> int | None:
