@@ -144,3 +144,17 @@ def test_a_factorised_layer_answers_what_the_model_reads_of_it():
     usable, rejected = check_groups(model, groups, ["lowrank"], x)
     assert not rejected
     assert set(usable) == {g.id for g in groups if g.kind in ("conv", "linear")}
+
+
+def test_gpt2_conv1d_factorises_into_linear_layers_that_approximate_it():
+    from autoprune.pruning.strategies.lowrank import factorize
+
+    model, _ = hf_model("gpt2")
+    layer = model.transformer.h[0].mlp.c_fc  # Conv1D, weight [32 in, 128 out]
+    x = torch.randn(3, 32)
+    exact = factorize(layer, 32)  # full rank: the same map
+    assert (exact[0].in_features, exact[1].out_features) == (32, 128)
+    with torch.no_grad():
+        assert torch.allclose(exact(x), layer(x), atol=1e-5)
+        errors = [float((factorize(layer, r)(x) - layer(x)).norm()) for r in (4, 8, 16)]
+    assert errors[0] > errors[1] > errors[2] > 0

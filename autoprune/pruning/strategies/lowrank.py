@@ -1,7 +1,8 @@
 """Low-rank factorisation: a layer becomes two thinner ones, from a truncated SVD of its weight.
 
-A Linear (out x in) becomes Linear(in -> r) then Linear(r -> out); a k x k convolution becomes a
-k x k convolution to r channels then a 1x1 convolution to the original outputs. The searched
+A Linear (out x in; GPT-2's Conv1D alike) becomes Linear(in -> r) then Linear(r -> out); a k x k
+convolution becomes a k x k convolution to r channels then a 1x1 convolution to the original
+outputs. The searched
 ratio is the fraction of the full rank removed; r is rounded to the profile's alignment. A layer
 is only factorised when that makes it smaller: at high rank two layers cost more than one.
 """
@@ -16,12 +17,21 @@ from autoprune.pruning.strategies.channel import kept_channels
 
 
 def _matrix(layer: nn.Module) -> torch.Tensor:
+    """The weight as (outputs x inputs); transformers' Conv1D stores it transposed."""
+    if _conv1d(layer):
+        return layer.weight.detach().t().double()
     return layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
 
 
+def _conv1d(layer: nn.Module) -> bool:
+    from autoprune.pruning.attention import is_projection
+
+    return is_projection(layer) and not isinstance(layer, nn.Linear)
+
+
 def factorizable(layer: nn.Module) -> bool:
-    """Dense Linear layers and ungrouped, zero-padded convolutions."""
-    if isinstance(layer, nn.Linear):
+    """Dense Linear (or transformers' Conv1D) layers and ungrouped, zero-padded convolutions."""
+    if isinstance(layer, nn.Linear) or _conv1d(layer):
         return True
     return (isinstance(layer, nn.Conv2d) and layer.groups == 1
             and layer.padding_mode == "zeros")
@@ -34,7 +44,7 @@ class LowRank(nn.Sequential):
     last layer's (the same dtype and device)."""
 
     KEPT = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size",
-            "stride", "padding", "dilation", "groups", "padding_mode")
+            "stride", "padding", "dilation", "groups", "padding_mode", "nf", "nx")
 
     def __init__(self, first: nn.Module, second: nn.Module, original: nn.Module) -> None:
         super().__init__(first, second)
@@ -53,9 +63,10 @@ def factorize(layer: nn.Module, rank: int) -> LowRank:
     root = s[:rank].sqrt()
     first_w = (root[:, None] * vh[:rank]).to(layer.weight.dtype)
     second_w = (u[:, :rank] * root[None, :]).to(layer.weight.dtype)
-    if isinstance(layer, nn.Linear):
-        first = nn.Linear(layer.in_features, rank, bias=False)
-        second = nn.Linear(rank, layer.out_features, bias=layer.bias is not None)
+    if not isinstance(layer, nn.Conv2d):  # Linear, or Conv1D: x @ W + b, a Linear pair too
+        in_dim, out_dim = first_w.shape[1], second_w.shape[0]
+        first = nn.Linear(in_dim, rank, bias=False)
+        second = nn.Linear(rank, out_dim, bias=layer.bias is not None)
         first.weight.data = first_w
         second.weight.data = second_w
     else:
