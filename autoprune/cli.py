@@ -20,6 +20,8 @@ from autoprune.paths import config_dir, group_choices, groups
 
 EXIT_USAGE = 2
 HELP_FLAGS = ("-h", "--help", "--hydra-help")
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
+MULTIRUN_FLAGS = ("-m", "--multirun")
 # smoke=true: a study's budget cut to what the test suite can afford, everything else kept.
 SMOKE = ("search.n_trials=3", "finetune.steps=17", "finetune.base_steps=34",
          "search.sensitivity_ratios=[0.5]", "hardware.measure.warmup=3",
@@ -52,6 +54,24 @@ def _parse(overrides: Sequence[str]) -> list[Any]:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot parse override {text!r}: {first}") from exc
     return parsed
+
+
+def variants(overrides: Sequence[str]) -> list[list[str]]:
+    """The override lists a sweep (`seed=0,1 search=tpe,nsga2`) runs, as few as check every
+    value: all sweeps at their first value, then each other value of each sweep in turn."""
+    parsed = _parse(overrides)
+    sweeps = {i: list(o.sweep_string_iterator()) for i, o in enumerate(parsed)
+              if o.is_sweep_override()}
+    if not sweeps:
+        return [list(overrides)]
+
+    def at(choice: dict[int, str]) -> list[str]:
+        return [f"{text.split('=', 1)[0]}={choice[i]}" if i in choice else text
+                for i, text in enumerate(overrides)]
+
+    first = {i: values[0] for i, values in sweeps.items()}
+    return [at(first)] + [at({**first, i: value}) for i, values in sweeps.items()
+                          for value in values[1:]]
 
 
 def _check_keys(cfg: Any, parsed: list[Any]) -> None:
@@ -173,6 +193,7 @@ def _run_hydra(command: str, module: Any, args: list[str]) -> None:
     from omegaconf import DictConfig, OmegaConf
 
     from autoprune.config import settings_from_dict
+    from autoprune.terminal.logfile import logged
 
     def job(cfg: DictConfig) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -181,7 +202,8 @@ def _run_hydra(command: str, module: Any, args: list[str]) -> None:
         try:
             raw = OmegaConf.to_container(cfg, resolve=True)
             settings = settings_from_dict(raw)  # type: ignore[arg-type]
-            module.run(settings, output_dir)
+            with logged(Path(output_dir) / f"{command}.log"):
+                module.run(settings, output_dir)
         except UserError as exc:
             _remove_run_dir(output_dir)
             _fail(str(exc))
@@ -229,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command not in COMMANDS:
         _fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
     module = importlib.import_module(COMMANDS[command])
-    if any(a in HELP_FLAGS for a in rest):
+    if any(a in HELP_FLAGS + COMPLETION_FLAGS for a in rest):
         _run_hydra(command, module, rest)
         return
     try:
@@ -237,8 +259,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         overrides = expand_study(_overrides(rest))
         flags = [a for a in rest if a not in _overrides(rest)]
-        raw = compose(command, overrides)
-        settings_from_dict(raw)
+        runs = variants(overrides)
+        multirun = any(a in MULTIRUN_FLAGS for a in flags)
+        if len(runs) > 1 and not multirun:
+            raise UserError("comma-separated values sweep: add -m to run one job per value")
+        if multirun and any(a in ("--cfg", "-c") for a in flags):
+            raise UserError("--cfg shows the config of one run: leave out -m, or --cfg")
+        for run in runs:
+            settings_from_dict(compose(command, run))
     except UserError as exc:
         _fail(str(exc))
     _run_hydra(command, module, [*flags, *overrides])

@@ -94,6 +94,11 @@ def test_top_level_usage_lists_commands():
         (["search", "search=nsga2", "search.options.population_size=1"],
          "search.options do not fit the nsga2 sampler"),
         (["search", "~hardware"], "the hardware group cannot be removed"),
+        (["search", "seed=0,1"], "comma-separated values sweep: add -m"),
+        (["search", "-m", "seed=0,1", "--cfg", "job"], "--cfg shows the config of one run"),
+        (["search", "-m", "search=tpe,bogus"], "unknown search 'bogus'; choose one of"),
+        (["search", "-m", "seed=0,1", "search.n_trials=0,4"],
+         "search.n_trials must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
@@ -210,3 +215,21 @@ def test_compose_applies_overrides():
 def test_compose_rejects_unknown_group_choice():
     with pytest.raises(UserError, match="choose one of: cpu, cuda, jetson"):
         compose("search", ["hardware=tpu"])
+
+
+def test_a_sweep_is_checked_value_by_value():
+    from autoprune.cli import variants
+
+    assert variants(["hardware=jetson"]) == [["hardware=jetson"]]
+    assert variants(["seed=0,1,2", "hardware=jetson", "search=tpe,nsga2"]) == [
+        ["seed=0", "hardware=jetson", "search=tpe"],
+        ["seed=1", "hardware=jetson", "search=tpe"],
+        ["seed=2", "hardware=jetson", "search=tpe"],
+        ["seed=0", "hardware=jetson", "search=nsga2"],
+    ]
+
+
+def test_shell_completion_prints_the_script(tmp_path):
+    result = cli("search", "-sc", "install=bash", cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "complete" in result.stdout and "hydra_bash_completion" in result.stdout

@@ -96,3 +96,34 @@ def test_front_table_shows_perplexity_as_a_number():
     assert "val perplexity" in table.splitlines()[0] and "all val" in table.splitlines()[0]
     assert "5.1" in table.splitlines()[-1] and "5.15" in table.splitlines()[-1]
     assert "%" not in table
+
+
+def test_the_log_keeps_the_lines_that_stay_and_drops_redrawn_status(tmp_path):
+    from autoprune.terminal.logfile import Tee
+
+    screen, log = Terminal(), io.StringIO()
+    tee = Tee(screen, log)
+    live = Live(tee, refresh_s=0.0)
+    live.line("study started")
+    for step in range(3):
+        live.status([f"trial 0: step {step}", "study: 1 running"], force=True)
+    live.line("trial 0: done")
+    live.status(["study: finished"], force=True)
+    live.close()
+    tee.write("partial")
+    tee.close()
+    assert tee.isatty() and "step 2" in screen.getvalue()
+    assert log.getvalue() == "study started\ntrial 0: done\npartial\n"
+
+
+def test_a_command_log_gets_what_it_printed(tmp_path, capsys):
+    import sys
+
+    from autoprune.terminal.logfile import logged
+
+    with logged(tmp_path / "run" / "search.log"):
+        print("to the terminal and the log")
+        print("an error line", file=sys.stderr)
+    assert capsys.readouterr().out == "to the terminal and the log\n"
+    text = (tmp_path / "run" / "search.log").read_text()
+    assert "to the terminal and the log\n" in text and "an error line\n" in text
