@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,6 @@ from autoprune.errors import UserError
 from autoprune.tasks import Objective
 
 CONSTRAINTS_ATTR = "constraints"  # trial user attribute: values <= 0 mean satisfied
-# Samplers that take a constraints_func and prefer feasible trials.
-CONSTRAINED = ("tpe", "nsga2", "nsga3", "gp")
 
 
 ACCURACY = Objective("accuracy", "maximize")
@@ -52,6 +50,13 @@ class Constraints:
             values.append(self.objective.score(self.metric_bound)
                           - self.objective.score(metric))
         return values
+
+    def named(self, metric: float, latency_ms: float) -> dict[str, float]:
+        """The constraint values by name, as `Trial.set_constraint` stores them (every sampler
+        that honours constraints, and `study.best_trials`, read them there)."""
+        names = [n for n, limit in (("max_latency_ms", self.max_latency_ms),
+                                    ("metric_bound", self.metric_bound)) if limit is not None]
+        return dict(zip(names, self.values(metric, latency_ms), strict=True))
 
     def met(self, metric: float, latency_ms: float) -> bool:
         return all(v <= 0 for v in self.values(metric, latency_ms))
@@ -85,12 +90,6 @@ def resolve_constraints(cfg: SearchConfig, reference: float,
     if cfg.max_relative_drop is not None:
         bound = objective.bound(reference, cfg.max_relative_drop * abs(reference))
     return Constraints(cfg.max_latency_ms, bound, objective)
-
-
-def constraint_values(trial: FrozenTrial) -> Sequence[float]:
-    """Optuna's constraints_func: the values the runner stored on the trial (a trial that
-    reported none, having failed, counts as infeasible)."""
-    return trial.user_attrs.get(CONSTRAINTS_ATTR, [1.0])
 
 
 class PlannedSampler(optuna.samplers.BaseSampler):
@@ -225,8 +224,6 @@ def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
     if cfg.sampler == "gp":
         # The policy space is conditional; the GP samples what it cannot model at random.
         options.setdefault("warn_independent_sampling", False)
-    if constraints and cfg.sampler in CONSTRAINED:
-        options["constraints_func"] = constraint_values
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -19,8 +19,10 @@ class StudySearch(OptunaSearch):
     A trial that errored, reported nothing, or reported a non-finite objective is told to
     Optuna as FAIL (plain OptunaSearch would keep earlier values as COMPLETE, or leave the
     trial RUNNING when Optuna rejects a NaN). A trial stopped early is told as PRUNED. A
-    completed trial carries its constraint values (user attribute `constraints`) for the
-    samplers' constraints_func. `metric` is [the task's metric, "latency_ms"].
+    completed trial carries its constraint values, stored with `Trial.set_constraint` (read by
+    every sampler that honours constraints, and by `study.best_trials`) and as the user
+    attribute `constraints` for the study's own records. `metric` is [the task's metric,
+    "latency_ms"].
     """
 
     def __init__(self, *args: Any, constraints: Constraints, stopper: EarlyStop,
@@ -49,6 +51,8 @@ class StudySearch(OptunaSearch):
             return
         if self.constraints:
             ot_trial.set_user_attr(CONSTRAINTS_ATTR, self.constraints.values(*values))
+            for name, value in self.constraints.named(*values).items():
+                ot_trial.set_constraint(name, value)
         super().on_trial_complete(trial_id, result, error)
 
     def optuna_number(self, trial_id: str) -> int:

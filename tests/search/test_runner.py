@@ -71,6 +71,11 @@ def test_completed_trials_carry_their_constraint_values():
     trial = search._ot_study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs[CONSTRAINTS_ATTR] == pytest.approx([0.5, 0.05])
+    assert trial.constraints == pytest.approx({"max_latency_ms": 0.5, "metric_bound": 0.05})
+    search.suggest("t2")
+    search.on_trial_complete("t2", result={"accuracy": 0.96, "latency_ms": 0.9})
+    # Optuna's own view of the front counts only the feasible trial, whatever the sampler.
+    assert [t.number for t in search._ot_study.best_trials] == [1]
 
 
 def test_a_trial_stopped_early_is_pruned_in_optuna():
