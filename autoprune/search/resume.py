@@ -47,9 +47,11 @@ def mark_interrupted(storage: optuna.storages.BaseStorage, study_name: str) -> i
     """Optuna trials left RUNNING become FAIL, marked interrupted; returns how many."""
     study = optuna.load_study(study_name=study_name, storage=storage)
     stuck = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    study_id = storage.get_study_id_from_name(study_name)
     for trial in stuck:
-        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, True)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     return len(stuck)
 
 

@@ -91,3 +91,21 @@ def test_nothing_to_resume_is_one_clear_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("autoprune: error: resume=true: no unfinished study")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_trials_left_running_become_failed_and_marked_interrupted(tmp_path):
+    import optuna
+
+    from autoprune.search.resume import counts, mark_interrupted
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(study_name="s", storage=storage,
+                                directions=["maximize", "minimize"])
+    done = study.ask()
+    study.tell(done, [0.9, 1.0])
+    study.ask()  # left RUNNING by a driver that was killed
+    assert mark_interrupted(storage, "s") == 1
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
+    assert trials[1].user_attrs["interrupted"] is True
+    assert [counts(t) for t in trials] == [True, False]  # the interrupted one runs again
