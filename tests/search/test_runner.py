@@ -49,7 +49,7 @@ def test_untrustworthy_trials_are_told_to_optuna_as_fail(result, error):
     config = search.suggest("t1")
     assert "a.conv.ratio" in config
     search.on_trial_complete("t1", result=result, error=error)
-    trial = search._ot_study.trials[0]
+    trial = search.study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL
     assert trial.values is None
 
@@ -58,7 +58,7 @@ def test_good_trials_complete_with_both_objectives():
     search = searcher()
     search.suggest("t1")
     search.on_trial_complete("t1", result={"accuracy": 0.9, "latency_ms": 1.5})
-    trial = search._ot_study.trials[0]
+    trial = search.study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.values == [0.9, 1.5]
     assert search.optuna_number("t1") == 0
@@ -68,14 +68,14 @@ def test_completed_trials_carry_their_constraint_values():
     search = searcher(Constraints(max_latency_ms=1.0, metric_bound=0.95))
     search.suggest("t1")
     search.on_trial_complete("t1", result={"accuracy": 0.9, "latency_ms": 1.5})
-    trial = search._ot_study.trials[0]
+    trial = search.study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs[CONSTRAINTS_ATTR] == pytest.approx([0.5, 0.05])
     assert trial.constraints == pytest.approx({"max_latency_ms": 0.5, "metric_bound": 0.05})
     search.suggest("t2")
     search.on_trial_complete("t2", result={"accuracy": 0.96, "latency_ms": 0.9})
     # Optuna's own view of the front counts only the feasible trial, whatever the sampler.
-    assert [t.number for t in search._ot_study.best_trials] == [1]
+    assert [t.number for t in search.study.best_trials] == [1]
 
 
 def test_a_trial_stopped_early_is_pruned_in_optuna():
@@ -87,7 +87,7 @@ def test_a_trial_stopped_early_is_pruned_in_optuna():
     midway = result(1, 0.5, 1.2)
     assert stopper("t1", midway)
     search.on_trial_complete("t1", result=midway)
-    trial = search._ot_study.trials[1]
+    trial = search.study.trials[1]
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.values is None
 
 
