@@ -158,3 +158,14 @@ def test_gpt2_conv1d_factorises_into_linear_layers_that_approximate_it():
         assert torch.allclose(exact(x), layer(x), atol=1e-5)
         errors = [float((factorize(layer, r)(x) - layer(x)).norm()) for r in (4, 8, 16)]
     assert errors[0] > errors[1] > errors[2] > 0
+
+
+def test_gpt2_conv1d_takes_the_2_4_pattern_along_its_inputs():
+    model, x = hf_model("gpt2")
+    groups = find_groups(model, x)
+    mlp = "transformer.h.0.mlp.c_fc"
+    pruned = apply_policy(model, Policy({mlp: Decision("nm", 0.5)}), groups, x)
+    mask = pruned.masks[mlp + ".weight"]  # [in 32, out 128], like the weight
+    assert mask.shape == (32, 128)
+    runs = mask.t().reshape(128, 8, 4)  # per output, runs of 4 consecutive inputs
+    assert torch.equal(runs.sum(-1), torch.full((128, 8), 2.0))

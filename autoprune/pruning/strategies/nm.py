@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autoprune.pruning.attention import is_projection
 from autoprune.pruning.strategies.base import MASK, Decisions, PruneContext
 
 N, M = 2, 4
@@ -48,8 +49,12 @@ class NMStrategy:
         for group, _ in decisions:
             for layer in group.layers:
                 module = context.module(layer)
-                if not isinstance(module, (nn.Conv2d, nn.Linear)):
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    mask = nm_mask(module.weight, N, M)
+                elif is_projection(module):  # transformers' Conv1D: weight stored [in, out]
+                    mask = nm_mask(module.weight.t(), N, M)
+                    mask = None if mask is None else mask.t().contiguous()
+                else:
                     continue
-                mask = nm_mask(module.weight, N, M)
                 if mask is not None:
                     context.add_mask(layer, mask)
