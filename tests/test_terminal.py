@@ -127,3 +127,16 @@ def test_a_command_log_gets_what_it_printed(tmp_path, capsys):
     assert capsys.readouterr().out == "to the terminal and the log\n"
     text = (tmp_path / "run" / "search.log").read_text()
     assert "to the terminal and the log\n" in text and "an error line\n" in text
+
+
+def test_what_holds_the_console_still_pickles_while_it_is_logged(tmp_path):
+    import sys
+
+    from ray import cloudpickle
+
+    from autoprune.terminal.logfile import logged
+
+    with logged(tmp_path / "search.log"):
+        live = Live()  # a study's progress holds sys.stdout, which is now the tee
+        copy = cloudpickle.loads(cloudpickle.dumps(live))
+        assert copy.stream is sys.stdout

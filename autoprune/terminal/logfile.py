@@ -21,8 +21,8 @@ KEEP = 64  # lines held back from the file in case a redraw erases them
 class Tee:
     """A text stream writing to `stream` and, minus erased status lines, to `log`."""
 
-    def __init__(self, stream: TextIO, log: TextIO) -> None:
-        self.stream, self.log = stream, log
+    def __init__(self, stream: TextIO, log: TextIO, name: str = "stdout") -> None:
+        self.stream, self.log, self.name = stream, log, name
         self.held: list[str] = []  # complete lines not yet in the file
         self.partial = ""
 
@@ -53,6 +53,11 @@ class Tee:
             self.log.write(self.partial + "\n")
         self.log.flush()
 
+    def __reduce__(self) -> tuple:
+        # Pickled (Ray Tune pickles what holds the console) as the process's own stream, as
+        # cloudpickle does for sys.stdout itself: the log file stays with this process.
+        return getattr, (sys, self.name)
+
     def isatty(self) -> bool:
         return bool(getattr(self.stream, "isatty", lambda: False)())
 
@@ -65,7 +70,7 @@ def logged(path: Path) -> Iterator[None]:
     """Within this block, stdout and stderr also go to the file `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as log:
-        out, err = Tee(sys.stdout, log), Tee(sys.stderr, log)
+        out, err = Tee(sys.stdout, log, "stdout"), Tee(sys.stderr, log, "stderr")
         sys.stdout, sys.stderr = out, err
         try:
             yield
