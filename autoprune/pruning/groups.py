@@ -76,8 +76,20 @@ def protected_layers(model: nn.Module, example_input: Any,
         skip.add(classifier)
     unknown = sorted(skip - set(modules))
     if unknown:
-        raise UserError(f"pruning.ignore names no module {unknown[0]!r}")
+        raise UserError(f"pruning.ignore names no module {unknown[0]!r} of this model; "
+                        f"name modules it has ({_ignore_hint(model)}), or pruning.ignore=[]")
     return [modules[name] for name in sorted(skip)]
+
+
+def _ignore_hint(model: nn.Module) -> str:
+    """What to name instead: the model's input embedding when it says which that is (a
+    Hugging Face model does), else its top-level modules."""
+    names = {m: n for n, m in model.named_modules()}
+    getter = getattr(model, "get_input_embeddings", None)
+    embedding = getter() if callable(getter) else None
+    if embedding in names:
+        return f"its input embedding is {names[embedding]}"
+    return "at the top: " + ", ".join(n for n, _ in model.named_children())
 
 
 def dependency_graph(model: nn.Module, example_input: Any) -> tp.DependencyGraph:
