@@ -44,17 +44,10 @@ KINDS = ("conv", "linear", "attention", "block")
 
 def output_layer(model: nn.Module, example_input: Any) -> str | None:
     """Return the name of the last Conv2d/Linear executed in a forward pass (the classifier)."""
-    order: list[str] = []
-    handles = [
-        m.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
-        for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)
-    ]
-    try:
-        with torch.no_grad():
-            call_model(model.eval(), example_input)
-    finally:
-        for h in handles:
-            h.remove()
+    from autoprune.pruning.replay import record_calls
+
+    names = {n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+    order = list(record_calls(model, example_input, names))  # in the order first called
     return order[-1] if order else None
 
 

@@ -8,13 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from autoprune.pruning import Decision, Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.groups import KINDS
+from autoprune.pruning.replay import record_calls
 from autoprune.search.space import SEED_PREFERENCE
-from autoprune.tasks import call_model
 
 
 @dataclass(frozen=True)
@@ -61,24 +60,16 @@ class GroupFeatures:
 
 def layer_shapes(model: nn.Module, x: Any) -> dict[str, tuple[int, int, int, float]]:
     """Per Conv2d/Linear: (in channels, kernel size, stride, MACs) from one forward pass."""
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     shapes: dict[str, tuple[int, int, int, float]] = {}
-    hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            def hook(m: nn.Module, inputs: Any, out: torch.Tensor, name: str = name) -> None:
-                if isinstance(m, nn.Conv2d):
-                    k = m.kernel_size[0] * m.kernel_size[1]
-                    macs = out.numel() * (m.in_channels // m.groups) * k
-                    shapes[name] = (m.in_channels, m.kernel_size[0], m.stride[0], float(macs))
-                else:
-                    shapes[name] = (m.in_features, 1, 1, float(out.numel() * m.in_features))
-            hooks.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            call_model(model.eval(), x)
-    finally:
-        for h in hooks:
-            h.remove()
+    for name, calls in record_calls(model, x, layers).items():
+        m, out = layers[name], calls[-1].output
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1]
+            macs = out.numel() * (m.in_channels // m.groups) * k
+            shapes[name] = (m.in_channels, m.kernel_size[0], m.stride[0], float(macs))
+        else:
+            shapes[name] = (m.in_features, 1, 1, float(out.numel() * m.in_features))
     return shapes
 
 
