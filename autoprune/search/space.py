@@ -33,7 +33,8 @@ SEED_PREFERENCE = ("channel", "neuron", "head", "lowrank", "unstructured", "glob
 
 
 class PolicySpace:
-    """Define-by-run space for Optuna (and Ray's OptunaSearch); picklable, no lambdas.
+    """Define-by-run space for Optuna (asked by the study's Ray Tune searcher); picklable, no
+    lambdas.
 
     Calling it with an Optuna trial suggests the parameters above; `complete` adds the values
     that were not searched because they had one option, and `Policy.from_params` turns the
