@@ -28,7 +28,7 @@ from autoprune.models.base import load_weights, save_atomic
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
 from autoprune.pruning.apply import Calibration
 from autoprune.pruning.quantize import quantize_int8
-from autoprune.tasks import call_model, model_output, takes_keyword
+from autoprune.tasks import call_model, model_output, no_cache, takes_keyword
 
 FORMAT = "autoprune-pruned-model"
 VERSION = 2
@@ -139,7 +139,7 @@ class MainOutput(nn.Module):
         super().__init__()
         self.model = model
         self.keywords = tuple(keywords)  # positional inputs passed on under these names
-        self.extra = {"use_cache": False} if takes_keyword(model, "use_cache") else {}
+        self.extra = no_cache(model)
         self.masks = takes_keyword(model, "attention_mask")
 
     def forward(self, *args: Any) -> torch.Tensor:

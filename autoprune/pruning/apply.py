@@ -203,11 +203,11 @@ def model_stats(model: nn.Module, example_input: Any) -> dict[str, float]:
 def _conv1d_macs(model: nn.Module, example_input: Any) -> float:
     """Multiply-accumulates of transformers' Conv1D layers (GPT-2's projections), which the
     generic counter does not know: inputs x outputs per position."""
-    from autoprune.pruning.attention import is_projection
+    from autoprune.pruning.attention import is_conv1d
     from autoprune.pruning.replay import record_calls
 
     names = [n for n, m in model.named_modules()
-             if is_projection(m) and not isinstance(m, nn.Linear)]
+             if is_conv1d(m)]
     if not names:
         return 0.0
     total = 0.0

@@ -67,10 +67,11 @@ class AttentionLayout:
 
 def is_projection(module: nn.Module) -> bool:
     """An nn.Linear, or a transformers-style Conv1D (weight stored [in, out])."""
-    return isinstance(module, nn.Linear) or _is_conv1d(module)
+    return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
-def _is_conv1d(module: nn.Module) -> bool:
+def is_conv1d(module: nn.Module) -> bool:
+    """A transformers-style Conv1D: a Linear whose weight is stored [in, out]."""
     weight = getattr(module, "weight", None)
     return (type(module).__name__ == "Conv1D" and isinstance(getattr(module, "nf", None), int)
             and isinstance(weight, torch.Tensor) and weight.dim() == 2
@@ -80,7 +81,7 @@ def _is_conv1d(module: nn.Module) -> bool:
 def _width(module: nn.Module, out: bool = True) -> int:
     """Output (or input) features of a projection."""
     weight = module.weight
-    if _is_conv1d(module):
+    if is_conv1d(module):
         return weight.shape[1] if out else weight.shape[0]
     return weight.shape[0] if out else weight.shape[1]
 
@@ -180,7 +181,7 @@ def unit_channels(layout: AttentionLayout, units: list[int]) -> tuple[torch.Tens
 def _rows(module: nn.Module) -> torch.Tensor:
     """Weight as [out, in], detached."""
     weight = module.weight.detach()
-    return weight.t() if _is_conv1d(module) else weight
+    return weight.t() if is_conv1d(module) else weight
 
 
 def head_scores(scope: nn.Module, layout: AttentionLayout) -> torch.Tensor:
@@ -208,14 +209,14 @@ def _projection_rows(scope: nn.Module, layout: AttentionLayout, q: torch.Tensor,
 def zero_inputs(module: nn.Module, index: torch.Tensor) -> None:
     """Zero the weights a projection applies to its inputs `index` (in place)."""
     with torch.no_grad():
-        if _is_conv1d(module):
+        if is_conv1d(module):
             module.weight[index] = 0
         else:
             module.weight[:, index] = 0
 
 
 def _keep_out(module: nn.Module, index: torch.Tensor) -> None:
-    conv1d = _is_conv1d(module)
+    conv1d = is_conv1d(module)
     weight = module.weight.detach()
     module.weight = nn.Parameter((weight[:, index] if conv1d else weight[index]).clone())
     if module.bias is not None:
@@ -227,7 +228,7 @@ def _keep_out(module: nn.Module, index: torch.Tensor) -> None:
 
 
 def _keep_in(module: nn.Module, index: torch.Tensor) -> None:
-    conv1d = _is_conv1d(module)
+    conv1d = is_conv1d(module)
     weight = module.weight.detach()
     module.weight = nn.Parameter((weight[index] if conv1d else weight[:, index]).clone())
     if conv1d:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch_pruning as tp
 from torch import nn
 
-from autoprune.pruning.attention import is_projection
+from autoprune.pruning.attention import is_conv1d
 
 
 class Conv1DPruner(tp.pruner.function.BasePruningFunc):
@@ -39,5 +39,5 @@ class Conv1DPruner(tp.pruner.function.BasePruningFunc):
 def custom_pruners(model: nn.Module) -> dict[type, tp.pruner.function.BasePruningFunc]:
     """torch-pruning pruners for the layer types of `model` it does not know."""
     return {type(m): Conv1DPruner() for m in model.modules()
-            if is_projection(m) and not isinstance(m, nn.Linear)}
+            if is_conv1d(m)}
 

@@ -21,7 +21,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.errors import UserError
-from autoprune.tasks import call_model, model_output, takes_keyword
+from autoprune.tasks import call_model, model_output, no_cache
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -91,7 +91,7 @@ def dependency_graph(model: nn.Module, example_input: Any) -> tp.DependencyGraph
     from autoprune.pruning.conv1d import custom_pruners
 
     # A key/value cache concatenates across calls; tracing needs none of it.
-    extra = {"use_cache": False} if takes_keyword(model, "use_cache") else {}
+    extra = no_cache(model)
     with torch.enable_grad():
         return tp.DependencyGraph().build_dependency(
             model, example_inputs=example_input, verbose=False,

@@ -13,6 +13,7 @@ from autoprune.tasks.base import (
     call_model,
     first,
     model_output,
+    no_cache,
     takes_keyword,
     to_device,
 )
@@ -20,5 +21,5 @@ from autoprune.tasks.classification import Classification
 from autoprune.tasks.language_model import LanguageModel
 
 __all__ = ["DIRECTIONS", "MAXIMIZE", "MINIMIZE", "Classification", "LanguageModel",
-           "Objective", "Task", "call_model", "first", "model_output", "takes_keyword",
+           "Objective", "Task", "call_model", "first", "model_output", "no_cache", "takes_keyword",
            "to_device"]

@@ -127,6 +127,12 @@ def takes_keyword(model: nn.Module, name: str) -> bool:
         return False
 
 
+def no_cache(model: nn.Module) -> dict[str, bool]:
+    """The keywords that turn off a key/value cache (`use_cache=False`) for a model whose
+    forward takes one, else none: tracing and export need none of a cache."""
+    return {"use_cache": False} if takes_keyword(model, "use_cache") else {}
+
+
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
     """`batch` with every tensor in it moved to `device` (tuples, lists and dicts kept)."""
     if isinstance(batch, torch.Tensor):

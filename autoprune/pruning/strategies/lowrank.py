@@ -12,26 +12,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autoprune.pruning.attention import is_conv1d
 from autoprune.pruning.strategies.base import SURGERY, Decisions, PruneContext
 from autoprune.pruning.strategies.channel import kept_channels
 
 
 def _matrix(layer: nn.Module) -> torch.Tensor:
     """The weight as (outputs x inputs); transformers' Conv1D stores it transposed."""
-    if _conv1d(layer):
+    if is_conv1d(layer):
         return layer.weight.detach().t().double()
     return layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
 
 
-def _conv1d(layer: nn.Module) -> bool:
-    from autoprune.pruning.attention import is_projection
-
-    return is_projection(layer) and not isinstance(layer, nn.Linear)
-
-
 def factorizable(layer: nn.Module) -> bool:
     """Dense Linear (or transformers' Conv1D) layers and ungrouped, zero-padded convolutions."""
-    if isinstance(layer, nn.Linear) or _conv1d(layer):
+    if isinstance(layer, nn.Linear) or is_conv1d(layer):
         return True
     return (isinstance(layer, nn.Conv2d) and layer.groups == 1
             and layer.padding_mode == "zeros")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.pruning.attention import is_projection
+from autoprune.pruning.attention import is_conv1d
 from autoprune.pruning.strategies.base import MASK, Decisions, PruneContext
 
 N, M = 2, 4
@@ -51,7 +51,7 @@ class NMStrategy:
                 module = context.module(layer)
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
                     mask = nm_mask(module.weight, N, M)
-                elif is_projection(module):  # transformers' Conv1D: weight stored [in, out]
+                elif is_conv1d(module):  # weight stored [in, out]
                     mask = nm_mask(module.weight.t(), N, M)
                     mask = None if mask is None else mask.t().contiguous()
                 else:
