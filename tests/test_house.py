@@ -1,5 +1,6 @@
-"""The house rules of the package: no module over 300 lines, no function over 60, and no
-import cycle between modules at import time."""
+"""The house rules of the package: no module over 300 lines, no function over 60, no
+import cycle between modules at import time, and only public names of the libraries the
+study runs on."""
 
 from __future__ import annotations
 
@@ -101,3 +102,57 @@ def test_the_cycle_check_finds_a_cycle_through_a_package(tmp_path):
                                                       set(paths))
     assert first_cycle(graph) == ["autoprune.a", "autoprune.sub", "autoprune.sub.c",
                                   "autoprune.a"]
+
+
+LIBRARIES = ("optuna", "ray", "mlflow", "hydra", "torch_pruning")
+
+
+def private_uses(source: str) -> list[str]:
+    """Private names of LIBRARIES that `source` imports or reaches through an imported name:
+    `from optuna._x import y`, `from optuna.z import _y`, `optuna.a._b`, `tune._c`."""
+    def private(part: str) -> bool:
+        return part.startswith("_") and not part.startswith("__")
+
+    tree = ast.parse(source)
+    bound: dict[str, str] = {}  # local name -> the library path it stands for
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in LIBRARIES:
+                    if any(private(p) for p in alias.name.split(".")):
+                        found.append(alias.name)
+                    bound[(alias.asname or alias.name).split(".")[0]] = (
+                        alias.name if alias.asname else alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in LIBRARIES:
+                for alias in node.names:
+                    path = f"{node.module}.{alias.name}"
+                    if any(private(p) for p in path.split(".")):
+                        found.append(path)
+                    bound[alias.asname or alias.name] = path
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, inner = [node.attr], node.value
+            while isinstance(inner, ast.Attribute):
+                chain.append(inner.attr)
+                inner = inner.value
+            parts = list(reversed(chain))
+            if isinstance(inner, ast.Name) and inner.id in bound and any(map(private, parts)):
+                first = next(i for i, p in enumerate(parts) if private(p))
+                found.append(".".join([bound[inner.id], *parts[:first + 1]]))
+    return sorted(set(found))
+
+
+def test_no_private_name_of_optuna_ray_mlflow_hydra_or_torch_pruning_is_used():
+    used = {name: private_uses(path.read_text()) for name, path in modules().items()}
+    assert {name: names for name, names in used.items() if names} == {}
+
+
+def test_the_private_name_check_sees_imports_and_attribute_chains():
+    source = ("import optuna\nfrom ray import tune\nfrom mlflow.tracking import _x\n"
+              "import numpy as np\n"
+              "a = optuna.storages._CachedStorage\nb = tune.search._private.x\n"
+              "c = optuna.samplers.TPESampler\nd = np._internal\ne = optuna.__version__\n")
+    assert private_uses(source) == ["mlflow.tracking._x", "optuna.storages._CachedStorage",
+                                    "ray.tune.search._private"]

@@ -62,3 +62,30 @@ def test_every_study_runs_in_smoke_mode_and_is_recorded(tmp_path, name):
     assert study.data.params["study"] == name and study.data.params["smoke"] == "True"
     assert study.data.tags["git_commit"] and study.data.tags["versions"]
     assert "torch=" in study.data.tags["versions"] and "optuna=" in study.data.tags["versions"]
+
+
+def test_the_wheel_carries_the_recipes_where_the_installed_package_looks(tmp_path):
+    """The package laid out as pyproject's wheel target lays it out, imported from there and
+    run outside any checkout: `study=<name>` finds the shipped recipes."""
+    import os
+    import shutil
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"]["wheel"]
+    site = tmp_path / "site"
+    for package in wheel["packages"]:
+        shutil.copytree(ROOT / package, site / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for source, target in wheel["force-include"].items():
+        shutil.copytree(ROOT / source, site / target)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import autoprune.cli as c; print(c.__file__); print(c.study_roots()); "
+            "print(c.study_names())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(site)}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    module, roots, names = out.stdout.strip().splitlines()
+    assert module.startswith(str(site))
+    assert roots == repr([site / "autoprune"]) and names == repr(STUDIES)

@@ -9,10 +9,13 @@ from torch import nn
 
 from autoprune.config import ModelConfig
 from autoprune.errors import UserError
+from autoprune.instantiate import RESERVED, instantiate
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """Call `cfg.target` with `cfg.kwargs` and return the model; raises UserError on misuse."""
+    """`cfg.target` called with `cfg.kwargs` by Hydra's instantiate (nested `_target_`s, such
+    as a transformers config object, are built first; `_partial_` is honoured); raises
+    UserError on misuse."""
     module_name, _, attr = cfg.target.rpartition(".")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -24,17 +27,15 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         signature = None
     if signature is not None:
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-        unknown = sorted(k for k in cfg.kwargs if k not in signature.parameters)
+        unknown = sorted(k for k in cfg.kwargs
+                         if k not in signature.parameters and k not in RESERVED)
         if unknown and not accepts_any:
             accepted = ", ".join(p for p in signature.parameters if p != "self") or "none"
             raise UserError(
                 f"model {cfg.target} takes no argument {unknown[0]!r} (it takes: {accepted}); "
                 "start from model=custom for a model of your own"
             )
-    try:
-        model = factory(**cfg.kwargs)
-    except Exception as exc:
-        raise UserError(f"model {cfg.target} could not be built: {exc}") from exc
+    model = instantiate({"_target_": cfg.target, **cfg.kwargs}, "model")
     if not isinstance(model, nn.Module):
         raise UserError(f"model._target_ {cfg.target} returned {type(model).__name__}, "
                         "not a torch.nn.Module")

@@ -21,6 +21,7 @@ from autoprune.search.pareto import front_records
 from autoprune.search.records import TrialRecord
 from autoprune.search.reference import Reference
 from autoprune.terminal import front_table
+from autoprune.tracking.models import log_model
 from autoprune.training import Compute, evaluate
 from autoprune.workload import Workload
 
@@ -132,6 +133,12 @@ def report_front(study: Any, base: torch.nn.Module, groups: list, workload: Work
             target = Path(folder) / f"trial_{record.number:03d}"
             exports.append(export_trial(record, model, deployed, base, groups, workload,
                                         settings, target))
+            try:
+                exports[-1]["mlflow_model"] = log_model(record.run_id, deployed, workload.example())
+            except Exception as exc:
+                exports[-1]["mlflow_model_error"] = first_line(exc)
+                say(f"trial {record.number}: no MLflow model ({first_line(exc)}); pruned.pt "
+                    "holds the model")
             (target / "export.json").write_text(json.dumps(exports[-1], indent=2))
             tracker.log_trial_artifacts(record, str(target), "model")
     for record in records:  # an earlier run's front trial that no longer is one

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
@@ -31,13 +30,45 @@ def _net(width: int = 8, seed: int = 0) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
 
 
-def test_measurement_statistics_are_sane(cpu: HardwareProfile) -> None:
-    latency = measure_latency(_net(), EXAMPLE, cpu)
-    assert latency.source == "measured"
-    assert latency.device == "cpu"
-    assert latency.median_ms > 0
-    assert latency.p90_ms >= latency.median_ms
-    assert math.isfinite(latency.cv) and latency.cv >= 0
+class _Clock:
+    """perf_counter for the measurement, moved on only by the model below."""
+
+    now = 0.0
+
+
+class _Scripted(nn.Module):
+    """A model each of whose forward passes takes the next of `SCRIPT` milliseconds."""
+
+    script: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _Clock.now += _Scripted.script.pop(0) / 1e3
+        return x
+
+
+def test_blocks_give_median_p90_and_robust_cv_and_a_noisy_attempt_is_retried(
+        cpu: HardwareProfile, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measure_module.time, "perf_counter", lambda: _Clock.now)
+    settings = dataclasses.replace(cpu.measure, warmup=1, warmup_s=0.0, repeats=5, number=2,
+                                   max_cv=0.05, retries=2)
+    profile = dataclasses.replace(cpu, measure=settings)
+    # One warm-up pass, then blocks of two passes: the first attempt's blocks take 1, 2, 3,
+    # 4 and 10 ms a pass (median 3, robust CV 1.4826 * 1 / 3: too noisy), the second's
+    # 2, 2, 2, 2.2 and 2 ms (CV 0: kept, and no third attempt).
+    first, second = [1, 2, 3, 4, 10], [2, 2, 2, 2.2, 2]
+    _Scripted.script = [50.0] + [b for b in first + second for _ in range(2)] + [99.0] * 10
+    latency = measure_latency(_Scripted(), EXAMPLE, profile)
+    assert latency.source == "measured" and latency.device == "cpu"
+    assert latency.median_ms == pytest.approx(2.0)
+    assert latency.p90_ms == pytest.approx(2.2)  # the 0.9 quantile of five blocks: the top
+    assert latency.cv == pytest.approx(0.0)
+    assert _Scripted.script == [99.0] * 10  # exactly one warm-up pass and two attempts
+
+    _Scripted.script = [50.0] + [b for b in first for _ in range(2)]
+    noisy = measure_latency(_Scripted(), EXAMPLE, dataclasses.replace(
+        profile, measure=dataclasses.replace(settings, retries=0)))
+    assert (noisy.median_ms, noisy.p90_ms) == pytest.approx((3.0, 10.0))
+    assert noisy.cv == pytest.approx(1.4826 / 3)
 
 
 def test_measurement_restores_thread_count(cpu: HardwareProfile) -> None:

@@ -207,8 +207,24 @@ def test_build_model_rejects_a_factory_returning_no_module() -> None:
 
 def test_build_model_wraps_factory_errors() -> None:
     config = dataclasses.replace(MODEL, kwargs={**MODEL.kwargs, "width": -1})
-    with pytest.raises(UserError, match="could not be built"):
+    with pytest.raises(UserError, match=r"^model: Error in call to target "
+                       r"'autoprune.models.resnet.ResNet' \(RuntimeError: .*negative"):
         build_model(config)
+
+
+def test_build_model_builds_nested_targets_first():
+    # A factory argument that is itself an object (a transformers config, a backbone) is
+    # written as a nested _target_ in YAML.
+    config = ModelConfig("seq", "torch.nn.Sequential", None, {"_args_": [
+        {"_target_": "torch.nn.Linear", "in_features": 4, "out_features": 3},
+        {"_target_": "torch.nn.ReLU"}]})
+    model = build_model(config)
+    assert [type(m) for m in model] == [nn.Linear, nn.ReLU]
+    assert model[0].weight.shape == (3, 4)
+    bad = ModelConfig("seq", "torch.nn.Sequential", None, {"_args_": [
+        {"_target_": "torch.nn.Linear", "in_features": 4, "out_feature": 3}]})
+    with pytest.raises(UserError, match=r"^model: Error in call to target .*Linear.*out_feature"):
+        build_model(bad)
 
 
 def test_cache_key_follows_the_data_contents_not_just_the_config():

@@ -109,3 +109,55 @@ def test_trials_left_running_become_failed_and_marked_interrupted(tmp_path):
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
     assert trials[1].user_attrs["interrupted"] is True
     assert [counts(t) for t in trials] == [True, False]  # the interrupted one runs again
+
+
+class _Space:
+    """The one part of a PolicySpace backfill uses: a single-strategy group's strategy is not
+    sampled, so it is added back."""
+
+    def complete(self, params):
+        return {**params, "g.strategy": "channel"}
+
+
+def test_backfilled_trials_keep_optunas_feasibility_and_report_works(tmp_path):
+    """A driver killed after Optuna finished trials MLflow never logged: the backfilled runs
+    keep the constraint values Optuna stored, so an infeasible trial stays off the front, and
+    the records (without speedup or params counts) still plot."""
+    from autoprune.commands.report import study_records
+    from autoprune.search.pareto import front_records
+    from autoprune.search.reference import Reference
+    from autoprune.search.resume import backfill
+    from autoprune.search.samplers import CONSTRAINTS_ATTR
+    from autoprune.tasks import Objective
+    from autoprune.tracking.mlflow import StudyTracker
+    from autoprune.tracking.plots import plot_front_html, plot_front_png
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(study_name="s", storage=storage,
+                                directions=["maximize", "minimize"])
+    # (accuracy, latency, constraint values): the fastest and most accurate breaks the floor
+    told = [(0.95, 2.0, [-0.01]), (0.99, 0.5, [0.02]), (0.93, 1.0, [-0.02])]
+    for accuracy, latency, limits in told:
+        trial = study.ask({"g.ratio": optuna.distributions.FloatDistribution(0.0, 0.9)})
+        trial.set_user_attr(CONSTRAINTS_ATTR, limits)
+        study.tell(trial, [accuracy, latency])
+    pruned = study.ask({"g.ratio": optuna.distributions.FloatDistribution(0.0, 0.9)})
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+
+    objective = Objective("accuracy", "maximize")
+    tracker = StudyTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit", objective)
+    run_id = tracker.start_study("s", "cpu", {}, {})
+    assert backfill(tracker, "s", storage, set(), _Space(), "accuracy") == 4
+    assert backfill(tracker, "s", storage, {0, 1, 2, 3}, _Space(), "accuracy") == 0
+
+    records, _ = study_records(tracker.client, tracker.client.get_run(run_id))
+    assert [(r.number, r.state, r.feasible) for r in records] == [
+        (0, "complete", True), (1, "complete", False), (2, "complete", True),
+        (3, "stopped", True)]
+    assert [r.number for r in front_records(records, objective)] == [2, 0]
+    base = Reference(objective, 0.97, 3.0)
+    front = front_records(records, objective)
+    plot_front_png(records, front, base, "resumed", tmp_path / "front.png")
+    plot_front_html(records, front, base, "resumed", tmp_path / "front.html")
+    assert (tmp_path / "front.png").stat().st_size and "trial 2" in (
+        tmp_path / "front.html").read_text()

@@ -74,7 +74,15 @@ def test_every_method_proposes_complete_policies_inside_the_space(name):
         accuracy, latency = 0.5 + 0.4 * kept, kept
         trial.set_user_attr(CONSTRAINTS_ATTR, limits.values(accuracy, latency))
         study.tell(trial, [accuracy, latency])
-        assert all(0.0 <= d.ratio <= 1.0 for d in policy.decisions.values()), params
+        # Every strategy one its group allows, every free ratio on the space's grid (0 to
+        # 0.75 by 0.05), a block removed whole.
+        for gid, decision in policy.decisions.items():
+            assert decision.strategy in (*SPACE.choices[gid], "none"), params
+            if decision.strategy == "layer":
+                assert decision.ratio == 1.0, params
+                continue
+            assert 0.0 <= decision.ratio <= 0.75 + 1e-9, params
+            assert decision.ratio / 0.05 == pytest.approx(round(decision.ratio / 0.05)), params
         assert set(policy.decisions) <= {"a.conv", "b.fc", "c.block"}
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 6
 

@@ -45,7 +45,8 @@ def _chain(graph: tp.DependencyGraph, producer: nn.Conv2d, names: dict[nn.Module
             norms.append(module)
         elif _conv(module) and graph.is_in_channel_pruning_fn(item.dep.handler):
             consumers.append(module)
-        elif not isinstance(module, (nn.ReLU, nn.ReLU6, tp.ops._ElementWiseOp)):
+        elif not (isinstance(module, (nn.ReLU, nn.ReLU6))
+                  or tp.ops.module2type(module) == tp.ops.OPTYPE.ELEMENTWISE):
             raise UserError(f"its channels also reach {names.get(module, type(module).__name__)}"
                             "; only a conv -> [BatchNorm] -> activation -> conv chain is gated")
     if len(consumers) != 1 or len(norms) > 1:
