@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -92,6 +93,11 @@ def test_a_diverging_trial_fails_with_the_reason_and_the_study_goes_on(tmp_path)
     runs = _trial_runs(client, experiment, studies[0])
     assert runs[1].info.status == "FAILED"
     assert runs[1].data.tags["error"].startswith("TrialFailed: training diverged")
+    # The whole traceback is one path away, printed and tagged.
+    where = runs[1].data.tags["error_file"]
+    assert f"(traceback: {where})" in driver.output
+    assert Path(where).is_relative_to(tmp_path)  # with the study's output, not in /tmp/ray
+    assert 'raise TrialFailed(f"training diverged' in Path(where).read_text()
 
 
 def test_a_hung_bench_is_restarted_and_no_trial_is_lost(tmp_path):

@@ -99,8 +99,8 @@ class SearchConfig:
     # metric trails, by more than the (relative) margin, a trial that reached the same rung
     # at least as fast stops there.
     early_stop: bool = True
-    early_stop_margin: float = 0.1
-    rungs: tuple[float, ...] = (0.5,)
+    early_stop_margin: float = 0.005
+    rungs: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5)
     # A base model at chance level stops the study unless this is set.
     allow_weak_base: bool = False
 
@@ -176,6 +176,7 @@ class FinetuneConfig:
 class TrackingConfig:
     uri: str
     experiment: str
+    log_models: bool = True  # each front model as an MLflow model of its trial run
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,10 @@ class RayConfig:
     cpus_per_trial: int
     gpus_per_trial: float = 0.0
     num_gpus: int | None = None  # a local Ray: GPUs it advertises (null: those it finds)
+    object_store_mb: int | None = 256  # a local Ray's object store (null: Ray's default)
+    # Joining a cluster: Ray's runtime_env for the study's job; autoprune's own code is
+    # shipped to the nodes (py_modules) unless it lists py_modules itself.
+    runtime_env: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from autoprune.search.trainable import (
 )
 from autoprune.search.tune_search import StudySearch
 
+ERROR_FILE = "error_file"  # tag: the failed trial's full traceback, as Tune wrote it
+TRAIN_LOSS = "train_loss"  # the learning curve of the fine-tuning loss, logged with steps
 WORKER_DIED = ("WorkerDied: the trial's worker process died (killed, or out of memory) "
                "before it reported a result")
 # (trial number, step, steps, latest loss) while a trial fine-tunes; None when it ended.
@@ -67,8 +71,9 @@ class StudyCallback(tune.Callback):
 
     def __init__(self, searcher: StudySearch, space: PolicySpace, plan: LatencyPlan,
                  give_up_after: int, store: Any, on_record: Callable[[TrialRecord], None],
-                 on_progress: OnProgress | None = None) -> None:
+                 on_progress: OnProgress | None = None, errors: Path | None = None) -> None:
         self.searcher = searcher
+        self.errors = errors  # where failed trials' tracebacks are kept
         self.space = space
         self.latency_source = plan.source
         self.gate = plan.gate
@@ -79,6 +84,8 @@ class StudyCallback(tune.Callback):
         self.on_progress = on_progress
         self.records: list[TrialRecord] = []
         self.objective = searcher.stopper.objective
+        self.curves: dict[str, dict[str, list]] = {}  # trial id -> learning curves so far
+        self.started: dict[str, float] = {}  # trial id -> when Tune started it
 
     def _watch_device(self, record: TrialRecord) -> None:
         if record.state == "failed" and record.error.startswith(BenchUnavailable.__name__):
@@ -105,16 +112,33 @@ class StudyCallback(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
+        curves = self.curves.setdefault(trial.trial_id, {})
+        now = time.time()
+        if PROGRESS_STEP in result:
+            curves.setdefault(TRAIN_LOSS, []).append(
+                (int(result[PROGRESS_STEP]), float(result[PROGRESS_LOSS]), now))
+        if CHECK_STEP in result:
+            curves.setdefault(self.objective.metric, []).append(
+                (int(result[CHECK_STEP]), float(result[CHECK_METRIC]), now))
         if self.on_progress is not None and PROGRESS_STEP in result:
             self.on_progress(self.searcher.optuna_number(trial.trial_id),
                              int(result[PROGRESS_STEP]), int(result[PROGRESS_STEPS]),
                              float(result[PROGRESS_LOSS]))
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started[trial.trial_id] = time.time()
+
     def _record(self, trial: Any, state: str, **fields: Any) -> TrialRecord:
+        """The record of a finished trial; one that did not say when it started and ended
+        (stopped, failed) gets when Tune started it and now."""
         params = self.space.complete(dict(trial.config))
+        started = self.started.pop(trial.trial_id, None)
+        if fields.get("started") is None:
+            fields.update(started=started, finished=time.time())
         return TrialRecord(self.searcher.optuna_number(trial.trial_id), params, state,
                            latency_source=fields.pop("latency_source", self.latency_source),
-                           summary=Policy.from_params(params).summary(), **fields)
+                           summary=Policy.from_params(params).summary(),
+                           curves=self.curves.pop(trial.trial_id, {}), **fields)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
@@ -144,4 +168,12 @@ class StudyCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.gate is not None:  # a worker that died may have held the core gate
             self.gate.drop.remote(trial.trial_id)
-        self._emit(self._record(trial, "failed", error=error_line(trial)))
+        record = self._record(trial, "failed", error=error_line(trial))
+        # The whole traceback (the record carries its last line), kept with the study's
+        # output: Tune writes it into Ray's session folder, which does not last.
+        if self.errors is not None and trial.error_file and os.path.exists(trial.error_file):
+            self.errors.mkdir(parents=True, exist_ok=True)
+            kept = self.errors / f"trial-{record.number:03d}.txt"
+            shutil.copyfile(trial.error_file, kept)
+            record.tags[ERROR_FILE] = str(kept.resolve())
+        self._emit(record)

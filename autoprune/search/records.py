@@ -30,3 +30,6 @@ class TrialRecord:
     tags: dict[str, str] = field(default_factory=dict)  # where it trained (device, GPU ids)
     started: float | None = None  # when the trial started and finished (time.time())
     finished: float | None = None
+    # Learning curves: metric name -> (step, value, time.time()) as the trial reported them
+    # (the training loss while it fine-tuned, its validation metric at each rung).
+    curves: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)

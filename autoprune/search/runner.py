@@ -22,6 +22,7 @@ import ray
 import torch
 from ray import tune
 
+import autoprune
 from autoprune.config import RayConfig, SearchConfig
 from autoprune.errors import UserError
 from autoprune.search.callbacks import OnProgress, StudyCallback
@@ -73,6 +74,14 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
                         ) from exc
 
 
+def job_environment(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
+    """The study's Ray runtime_env when it joins a cluster: the user's, with this package
+    shipped to the nodes (py_modules) unless the user's lists its own."""
+    env = dict(runtime_env or {})
+    env.setdefault("py_modules", [str(Path(autoprune.__file__).resolve().parent)])
+    return env
+
+
 def start_ray(cfg: RayConfig) -> None:
     """Start a local Ray, or join the cluster at `ray.address`; raises UserError if unreachable."""
     _quiet_ray()
@@ -82,13 +91,15 @@ def start_ray(cfg: RayConfig) -> None:
                                "include_dashboard": False, "configure_logging": True}
     if cfg.address:
         options["address"] = cfg.address
+        options["runtime_env"] = job_environment(cfg.runtime_env)
     else:
         # "local" always starts a private instance; ray.init() alone would join any cluster
         # that `ray start` left running on this machine.
         options["address"] = "local"
         options["num_cpus"] = cfg.num_cpus
         options["num_gpus"] = cfg.num_gpus
-        options["object_store_memory"] = 256 * 1024 * 1024
+        if cfg.object_store_mb is not None:
+            options["object_store_memory"] = cfg.object_store_mb * 1024 * 1024
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -145,7 +156,7 @@ def run_trials(
     )
     callback = StudyCallback(searcher, context.space, context.plan,
                              context.profile.measure.give_up_after, store, on_record,
-                             on_progress)
+                             on_progress, errors=storage_path / study_name / "errors")
     resources = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, context=context, store=store),

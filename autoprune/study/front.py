@@ -93,6 +93,18 @@ def export_trial(record: TrialRecord, model: torch.nn.Module, deployed: torch.nn
     return checked
 
 
+def _log_model(record: TrialRecord, deployed: torch.nn.Module, workload: Workload,
+               checked: dict) -> None:
+    """The front model as an MLflow model of its trial run; its URI (or why not) goes into
+    `checked`."""
+    try:
+        checked["mlflow_model"] = log_model(record.run_id, deployed, workload.example())
+    except Exception as exc:
+        checked["mlflow_model_error"] = first_line(exc)
+        say(f"trial {record.number}: no MLflow model ({first_line(exc)}); pruned.pt holds "
+            "the model")
+
+
 def final_scores(deployed: torch.nn.Module, workload: Workload, compute: Compute,
                  quantized: bool) -> dict[str, float]:
     """A front model's scores on the whole test split (and on the whole validation split
@@ -133,12 +145,8 @@ def report_front(study: Any, base: torch.nn.Module, groups: list, workload: Work
             target = Path(folder) / f"trial_{record.number:03d}"
             exports.append(export_trial(record, model, deployed, base, groups, workload,
                                         settings, target))
-            try:
-                exports[-1]["mlflow_model"] = log_model(record.run_id, deployed, workload.example())
-            except Exception as exc:
-                exports[-1]["mlflow_model_error"] = first_line(exc)
-                say(f"trial {record.number}: no MLflow model ({first_line(exc)}); pruned.pt "
-                    "holds the model")
+            if settings.tracking.log_models:
+                _log_model(record, deployed, workload, exports[-1])
             (target / "export.json").write_text(json.dumps(exports[-1], indent=2))
             tracker.log_trial_artifacts(record, str(target), "model")
     for record in records:  # an earlier run's front trial that no longer is one

@@ -49,7 +49,8 @@ class Progress:
         if record.state == "stopped":
             return f"stopped early: {record.error}"
         if record.state != "complete":
-            return f"FAILED: {record.error}"
+            where = record.tags.get("error_file")
+            return f"FAILED: {record.error}" + (f" (traceback: {where})" if where else "")
         m = record.metrics
         measured = record.latency_source == "measured"
         spread = f" ±{100 * m['latency_cv']:.0f}%" if measured else ""

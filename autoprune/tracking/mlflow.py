@@ -7,6 +7,7 @@ run), so concurrent trials never write to the store at the same time.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -129,12 +130,20 @@ class StudyTracker:
         start = int(record.started * 1000) if record.started else None
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:03d}",
                                      tags=tags, start_time=start)
+        # The final metrics at the step the fine-tuning ended, after the learning curves
+        # (the same metric's values at the rungs, the training loss): MLflow's latest value
+        # of each is the final one.
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            run.info.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in record.metrics.items()],
-            params=[Param(k, str(v)) for k, v in sorted(record.params.items())],
-        )
+        last = int(record.metrics.get("steps", 0)) if math.isfinite(
+            record.metrics.get("steps", 0)) else 0
+        curves = [Metric(k, float(v), int(at * 1000), int(step))
+                  for k, points in record.curves.items() for step, v, at in points]
+        finals = [Metric(k, float(v), now, last) for k, v in record.metrics.items()]
+        params = [Param(k, str(v)) for k, v in sorted(record.params.items())]
+        metrics = curves + finals
+        for start in range(0, max(len(metrics), len(params)), 100):  # MLflow's batch limits
+            self.client.log_batch(run.info.run_id, metrics=metrics[start:start + 100],
+                                  params=params[start:start + 100])
         status = {"complete": "FINISHED", "stopped": "KILLED"}.get(record.state, "FAILED")
         end = int(record.finished * 1000) if record.finished else None
         self.client.set_terminated(run.info.run_id, status, end_time=end)

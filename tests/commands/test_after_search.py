@@ -26,7 +26,7 @@ def finished(tmp_path_factory) -> Path:
     """A small measured CPU study, left in tmp/mlflow.db."""
     tmp = tmp_path_factory.mktemp("study")
     # The profile's own measurement settings: reproduce compares latencies across runs.
-    quick = [o for o in QUICK if not o.startswith("hardware.measure.")]
+    quick = [o for o in QUICK if not o.startswith(("hardware.measure.", "tracking."))]
     result = cli("search", "hardware=cpu", f"cache_dir={tmp / 'cache'}", *quick, *SMALL_RESNET,
                  "search.n_trials=3", cwd=str(tmp))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,15 +81,18 @@ def test_every_front_model_is_an_mlflow_model_that_predicts_like_its_bundle(fini
                                f"tags.mlflow.parentRunId = '{study.info.run_id}' and "
                                "tags.pareto = 'true'")
     assert front
-    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    mlflow.set_tracking_uri(f"sqlite:///{finished / 'mlflow.db'}")
     for run in front:
-        number = int(run.data.tags["trial_number"])
-        folder = Path(client.download_artifacts(run.info.run_id, f"model/trial_{number:03d}",
-                                                str(finished / f"dl-{number}")))
+        folder = Path(client.download_artifacts(run.info.run_id, "model",
+                                                str(finished / f"dl-{run.info.run_id}")))
         uri = json.loads((folder / "export.json").read_text())["mlflow_model"]
         logged = mlflow.models.get_model_info(uri)
         assert logged.run_id == run.info.run_id
-        assert [s["shape"] for s in logged.signature.inputs.to_dict()] == [[-1, 1, 8, 8]]
+        [spec] = logged.signature.inputs.to_dict()
+        assert spec["tensor-spec"]["dtype"] == "float32"
+        batch, *shape = spec["tensor-spec"]["shape"]
+        assert batch == -1 and shape == [1, 16, 16]  # any batch of the digits at 16 x 16
+        x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(0))
         bundle = load_pruned(folder / "pruned.pt").model.eval()
         with torch.no_grad():
             expected = bundle(x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -127,3 +128,15 @@ def test_early_stopping_of_a_minimised_metric_stops_the_higher_values():
     assert "perplexity 6 at 1.200 ms" in stop.stopped["b"]
     assert not stop("c", result(5, 5.4, 1.2))  # 8% higher: within the margin
     assert not stop("d", result(5, 4.0, 1.2))  # better
+
+
+def test_a_study_joining_a_cluster_ships_this_package_unless_told_otherwise():
+    import autoprune
+    from autoprune.search.runner import job_environment
+
+    package = str(Path(autoprune.__file__).resolve().parent)
+    assert job_environment(None) == {"py_modules": [package]}
+    assert job_environment({"working_dir": ".", "pip": ["timm"]}) == {
+        "working_dir": ".", "pip": ["timm"], "py_modules": [package]}
+    assert job_environment({"py_modules": ["/opt/wheels/autoprune.whl"]}) == {
+        "py_modules": ["/opt/wheels/autoprune.whl"]}

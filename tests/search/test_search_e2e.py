@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # other things should not have to allow for (test_hopeless_trials_are_stopped_early tests it).
 QUICK = [
     "search.n_trials=4", "search.concurrency=2", "finetune.steps=17", "finetune.base_steps=34",
-    "search.early_stop=false",
+    "search.early_stop=false", "tracking.log_models=false",
     "hardware.measure.warmup=3", "hardware.measure.repeats=5", "hardware.measure.number=5",
 ]
 SMALL_RESNET = ["model.width=16", "model.blocks_per_stage=1"]
@@ -288,6 +288,18 @@ def test_hopeless_trials_are_stopped_early(tmp_path):
         assert "a trial at least as fast had" in trial.data.tags["error"]
         assert trial.data.metrics["steps"] == 8  # halfway through 17 steps
         assert trial.data.metrics["time_train_s"] > 0  # its time up to the check counts too
+        assert trial.info.start_time < trial.info.end_time
+    # Learning curves with steps: every trial's accuracy at the rung (and, when it went on,
+    # at the end: the latest value), and its training loss as it went.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for trial in trials:
+        history = sorted((m.step, m.value) for m in
+                         client.get_metric_history(trial.info.run_id, "accuracy"))
+        finished = trial.data.tags["state"] == "complete"
+        assert [step for step, _ in history] == ([8, 17] if finished else [8])
+        assert history[-1][1] == trial.data.metrics["accuracy"]
+        loss = client.get_metric_history(trial.info.run_id, "train_loss")
+        assert loss and (max(m.step for m in loss) == 17 or not finished)
     assert study.data.metrics["trials_stopped_early"] == len(stopped)
     optuna_study = optuna.load_study(study_name=study.data.tags["optuna_study"],
                                      storage=f"sqlite:///{tmp_path / 'optuna.db'}")

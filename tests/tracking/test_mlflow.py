@@ -65,3 +65,25 @@ def test_study_and_trial_runs_follow_the_schema(tmp_path):
     assert trials["1"].data.tags["latency_source"] == "measured"
     assert trials["1"].data.tags["error"] == "TrialFailed: diverged"
     assert trials["1"].info.status == "FAILED"
+
+
+def test_a_trial_run_holds_its_learning_curves_and_ends_on_its_final_metrics(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = StudyTracker(uri, "unit", Objective("accuracy", "maximize"))
+    tracker.start_study("s-1", "cpu", {}, {})
+    params = {f"g{i}.ratio": 0.1 for i in range(120)}  # more than one batch of params
+    params.update({f"g{i}.strategy": "channel" for i in range(120)})
+    record = TrialRecord(
+        0, params, "complete", {"accuracy": 0.97, "latency_ms": 1.0, "steps": 68.0},
+        curves={"accuracy": [(17, 0.90, 1000.0), (34, 0.95, 1001.0)],
+                "train_loss": [(s, 2.0 / s, 1000.0 + s) for s in range(1, 69)]},
+        started=990.0, finished=1100.0)
+    run_id = tracker.log_trial(record, "s-1")
+    client = MlflowClient(uri)
+    history = client.get_metric_history(run_id, "accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(17, 0.90), (34, 0.95), (68, 0.97)]
+    loss = client.get_metric_history(run_id, "train_loss")
+    assert [m.step for m in sorted(loss, key=lambda m: m.step)] == list(range(1, 69))
+    run = client.get_run(run_id)
+    assert run.data.metrics["accuracy"] == 0.97 and len(run.data.params) == 240
+    assert (run.info.start_time, run.info.end_time) == (990000, 1100000)
