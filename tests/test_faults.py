@@ -27,7 +27,7 @@ from tests.fixtures.processes import Driver, alive, descendants, env, title
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("warm_cache")]
 
 STUDY = ["search", "search=random", "search.seed_ratios=[]", "search.concurrency=1",
-         "finetune.base_steps=34", "hardware.measure.warmup=3", "hardware.measure.repeats=5",
+         "search.early_stop=false", "finetune.base_steps=34", "hardware.measure.warmup=3", "hardware.measure.repeats=5",
          "hardware.measure.number=5"]
 RESNET = ["model.width=16", "model.blocks_per_stage=1"]
 TrialState = optuna.trial.TrialState

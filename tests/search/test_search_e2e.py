@@ -277,7 +277,7 @@ def test_hopeless_trials_are_stopped_early(tmp_path):
     its fine-tuning, stops there (random proposals, predicted latency: deterministic)."""
     result = search(tmp_path, "hardware=jetson", "search=random", "search.n_trials=8",
                     "search.concurrency=1", "search.seed_ratios=[]", "search.early_stop=true",
-                    "search.early_stop_margin=0.0")
+                    "search.early_stop_margin=0.0", "search.rungs=[0.5]")
     assert result.returncode == 0, result.stderr[-3000:]
     _, study, trials = study_runs(tmp_path)
     stopped = [t for t in trials if t.data.tags["state"] == "stopped"]
