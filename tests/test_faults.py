@@ -24,11 +24,11 @@ from mlflow.tracking import MlflowClient
 from tests.fixtures.processes import Driver, alive, descendants, env, title
 
 # The small ResNet the searches start from is trained once per session (tests/conftest.py).
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("warm_cache")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("warm_cache", "stores")]
 
 STUDY = ["search", "search=random", "search.seed_ratios=[]", "search.concurrency=1",
-         "search.early_stop=false", "finetune.base_steps=34", "hardware.measure.warmup=3", "hardware.measure.repeats=5",
-         "hardware.measure.number=5"]
+         "search.early_stop=false", "finetune.base_steps=34", "hardware.measure.warmup=3",
+         "hardware.measure.repeats=5", "hardware.measure.number=5"]
 RESNET = ["model.width=16", "model.blocks_per_stage=1"]
 TrialState = optuna.trial.TrialState
 

@@ -49,7 +49,7 @@ def test_an_unknown_study_is_one_clear_error():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", STUDIES)
-def test_every_study_runs_in_smoke_mode_and_is_recorded(tmp_path, name):
+def test_every_study_runs_in_smoke_mode_and_is_recorded(tmp_path, stores, name):
     result = subprocess.run(
         [sys.executable, "-m", "autoprune", "search", f"study={name}", "smoke=true",
          f"cache_dir={tmp_path / 'cache'}"],

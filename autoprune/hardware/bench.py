@@ -24,7 +24,7 @@ from torch import nn
 from autoprune.config import HardwareProfile
 from autoprune.errors import TrialFailed
 from autoprune.hardware.latency import Latency
-from autoprune.hardware.measure import measure_latency, timed_model, timing_key
+from autoprune.hardware.measure import keep_faster, measure_latency, timed_model, timing_key
 
 
 @ray.remote(num_cpus=0)
@@ -148,11 +148,8 @@ class Bench:
         finally:
             if self.gate is not None:
                 ray.get(self.gate.exit_measure.remote(self.generation))
-        if key in self.cache:  # measured again: interference only adds time, keep the faster
-            result = min(result, self.cache[key], key=lambda lat: lat.median_ms)
-        self.cache[key] = result
         self.measured += 1
-        return result
+        return keep_faster(self.cache, key, result)
 
     def stats(self) -> dict[str, int]:
         return {"measured": self.measured, "cached": len(self.cache)}

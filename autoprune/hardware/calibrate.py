@@ -24,7 +24,14 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile, ModelConfig, RooflineConfig
-from autoprune.hardware.predictor import COMPUTE, Kernel, kernel_time_ms, record_kernels
+from autoprune.hardware.predictor import (
+    COMPUTE,
+    FITTED,
+    Kernel,
+    kernel_time_ms,
+    record_kernels,
+    roofline_ms,
+)
 
 ZOO = {
     "resnet8": ("autoprune.models.resnet.ResNet", {"blocks_per_stage": 1}),
@@ -91,11 +98,6 @@ def predict_ms(kernels: Sequence[Kernel], roofline: RooflineConfig, precision: s
     return sum(kernel_time_ms(k, roofline, precision) for k in kernels)
 
 
-# The latency model's factors that calibration fits (the peaks and bandwidth are published).
-FITTED = ("compute_efficiency", "depthwise_efficiency", "memory_efficiency",
-          "kernel_overhead_us", "elementwise_overhead_us")
-
-
 def _prediction(samples: Sequence[Sample], roofline: RooflineConfig, precision: str):  # noqa: ANN202
     """A vectorised `predict_ms` over all samples, as a function of the fitted factors."""
     import numpy as np
@@ -111,13 +113,7 @@ def _prediction(samples: Sequence[Sample], roofline: RooflineConfig, precision: 
     bandwidth = roofline.bandwidth_gbps * 1e9
 
     def predict(factors: dict[str, float]):  # noqa: ANN202
-        efficiency = np.where(depthwise, factors["depthwise_efficiency"],
-                              factors["compute_efficiency"])
-        compute = np.where(arithmetic, flops / (peak * efficiency), 0.0)
-        memory = moved / (bandwidth * factors["memory_efficiency"])
-        overhead = np.where(arithmetic, factors["kernel_overhead_us"],
-                            factors["elementwise_overhead_us"])
-        ms = (np.maximum(compute, memory) * 1e6 + overhead) / 1e3
+        ms = roofline_ms(flops, moved, arithmetic, depthwise, factors, peak, bandwidth)
         return np.bincount(owner, weights=ms, minlength=len(samples))
 
     return predict

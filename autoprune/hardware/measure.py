@@ -94,8 +94,8 @@ def measure_latency(model: nn.Module, example: Any, profile: HardwareProfile) ->
             run()
             sync()
             done += 1
-        best: list[float] | None = None
-        for _attempt in range(settings.retries + 1):
+
+        def attempt() -> list[float]:
             blocks = []
             for _ in range(settings.repeats):
                 sync()
@@ -104,17 +104,41 @@ def measure_latency(model: nn.Module, example: Any, profile: HardwareProfile) ->
                     run()
                 sync()
                 blocks.append((time.perf_counter() - start) * 1e3 / settings.number)
-            # Interference from other processes only ever slows a run down: among noisy
-            # attempts, keep the fastest.
-            if best is None or statistics.median(blocks) < statistics.median(best):
-                best = blocks
-            if _robust_cv(best) <= settings.max_cv:
-                break
+            return blocks
+
+        best = quietest(attempt, settings.retries, settings.max_cv)
     finally:
         torch.set_num_threads(threads)
-    assert best is not None
-    return Latency(median_ms=statistics.median(best), p90_ms=_percentile(best, 0.9),
-                   cv=_robust_cv(best), source="measured", device=name)
+    return from_blocks(best, name)
+
+
+def quietest(attempt: Callable[[], list[float]], retries: int, max_cv: float) -> list[float]:
+    """The timed blocks of `attempt()`, run again (at most `retries` times) while the fastest
+    attempt so far spreads wider than `max_cv`: interference from other processes only
+    ever slows a run down, so among noisy attempts the fastest is kept."""
+    best = attempt()
+    for _retry in range(retries):
+        if _robust_cv(best) <= max_cv:
+            break
+        blocks = attempt()
+        if statistics.median(blocks) < statistics.median(best):
+            best = blocks
+    return best
+
+
+def from_blocks(blocks: Sequence[float], device: str) -> Latency:
+    """A measurement's Latency: the median block, its 0.9 quantile and robust CV."""
+    return Latency(median_ms=statistics.median(blocks), p90_ms=_percentile(blocks, 0.9),
+                   cv=_robust_cv(blocks), source="measured", device=device)
+
+
+def keep_faster(cache: dict[str, Latency], key: str, result: Latency) -> Latency:
+    """Store `result` under `key`, or the earlier measurement of the same architecture if
+    that was faster (interference only adds time); return what is stored."""
+    if key in cache:
+        result = min(result, cache[key], key=lambda lat: lat.median_ms)
+    cache[key] = result
+    return result
 
 
 def _tensorrt_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:
@@ -125,17 +149,15 @@ def _tensorrt_latency(model: nn.Module, example: Any, profile: HardwareProfile) 
     if is_quantized(model):
         raise RuntimeError("int8 models from PyTorch quantisation are timed with the torch "
                            "backend only")
-    best: list[float] | None = None
-    name = ""
-    for _attempt in range(profile.measure.retries + 1):
+    names = []
+
+    def attempt() -> list[float]:
         blocks, name = trtexec_blocks(model, example, profile)
-        if best is None or statistics.median(blocks) < statistics.median(best):
-            best = blocks
-        if _robust_cv(best) <= profile.measure.max_cv:
-            break
-    assert best is not None
-    return Latency(median_ms=statistics.median(best), p90_ms=_percentile(best, 0.9),
-                   cv=_robust_cv(best), source="measured", device=name)
+        names.append(name)
+        return blocks
+
+    best = quietest(attempt, profile.measure.retries, profile.measure.max_cv)
+    return from_blocks(best, names[-1])
 
 
 def measurable_here(profile: HardwareProfile) -> tuple[bool, str]:
@@ -182,10 +204,7 @@ class MeasuredLatency:
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
         key = timing_key(model, self.profile, self.example, int8_calibration is not None)
-        if key not in self._cache or refresh:
-            result = measure_latency(timed_model(model, int8_calibration), self.example,
-                                     self.profile)
-            if key in self._cache:  # interference only adds time: keep the faster
-                result = min(result, self._cache[key], key=lambda lat: lat.median_ms)
-            self._cache[key] = result
-        return self._cache[key]
+        if key in self._cache and not refresh:
+            return self._cache[key]
+        return keep_faster(self._cache, key, measure_latency(
+            timed_model(model, int8_calibration), self.example, self.profile))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,16 +124,40 @@ def record_kernels(model: nn.Module, example: Any, profile: HardwareProfile) -> 
     return recorder.kernels
 
 
+# The factors of the cost model that describe how well a device does against its published
+# peaks (what calibration fits).
+FITTED = ("compute_efficiency", "depthwise_efficiency", "memory_efficiency",
+          "kernel_overhead_us", "elementwise_overhead_us")
+
+
+def roofline_ms(flops: Any, moved: Any, arithmetic: Any, depthwise: Any,
+                factors: Mapping[str, float], peak_flops: float, bandwidth: float) -> Any:
+    """The cost model, for one kernel (numbers) or many (NumPy arrays) alike: max(compute
+    time, memory time) plus a launch overhead, in ms. Arithmetic kernels are bounded by
+    `peak_flops` times their efficiency (a depthwise one's own); data movers by memory
+    alone, with an overhead of their own."""
+    import numpy as np
+
+    efficiency = np.where(depthwise, factors["depthwise_efficiency"],
+                          factors["compute_efficiency"])
+    compute = np.where(arithmetic, flops / (peak_flops * efficiency), 0.0)
+    memory = moved / (bandwidth * factors["memory_efficiency"])
+    overhead = np.where(arithmetic, factors["kernel_overhead_us"],
+                        factors["elementwise_overhead_us"])
+    return (np.maximum(compute, memory) * 1e6 + overhead) / 1e3
+
+
+def fitted_factors(roof: RooflineConfig) -> dict[str, float]:
+    return {name: getattr(roof, name) for name in FITTED}
+
+
 def kernel_time_ms(kernel: Kernel, roof: RooflineConfig, precision: str) -> float:
     """One kernel's roofline time plus launch overhead; 0 for a kernel fused into another."""
     if kernel.op == "fusible" and roof.fuse_elementwise:
         return 0.0
-    bandwidth = roof.bandwidth_gbps * 1e9 * roof.memory_efficiency
-    if kernel.op not in COMPUTE:
-        return (kernel.bytes / bandwidth * 1e6 + roof.elementwise_overhead_us) / 1e3
-    efficiency = roof.depthwise_efficiency if kernel.op == "dwconv" else roof.compute_efficiency
-    compute = kernel.flops / (roof.peak_tflops[precision] * 1e12 * efficiency)
-    return (max(compute, kernel.bytes / bandwidth) * 1e6 + roof.kernel_overhead_us) / 1e3
+    return float(roofline_ms(kernel.flops, kernel.bytes, kernel.op in COMPUTE,
+                             kernel.op == "dwconv", fitted_factors(roof),
+                             roof.peak_tflops[precision] * 1e12, roof.bandwidth_gbps * 1e9))
 
 
 def predict_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:

@@ -16,15 +16,17 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import copy_stores
 from tests.fixtures.processes import alive, descendants, title
 from tests.search.test_search_e2e import QUICK, SMALL_RESNET
 from tests.test_cli import cli
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
+def finished(tmp_path_factory, store_templates) -> Path:
     """A small measured CPU study, left in tmp/mlflow.db."""
     tmp = tmp_path_factory.mktemp("study")
+    copy_stores(store_templates, tmp)
     # The profile's own measurement settings: reproduce compares latencies across runs.
     quick = [o for o in QUICK if not o.startswith(("hardware.measure.", "tracking."))]
     result = cli("search", "hardware=cpu", f"cache_dir={tmp / 'cache'}", *quick, *SMALL_RESNET,

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("warm_cache")
 @pytest.mark.parametrize(("stop", "group"), [(signal.SIGKILL, False), (signal.SIGINT, True),
                                              (signal.SIGTERM, False)],
                          ids=["SIGKILL", "ctrl-c", "SIGTERM"])
-def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stop, group):
+def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stores, stop, group):
     """Killed outright, Ctrl-C in a terminal (the whole process group) or SIGTERM from a
     scheduler: the same command with resume=true finishes the study."""
     cache = f"cache_dir={tmp_path / 'cache'}"

@@ -25,7 +25,7 @@ QUICK = [
 ]
 SMALL_RESNET = ["model.width=16", "model.blocks_per_stage=1"]
 # The small ResNet the searches start from is trained once per session (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("warm_cache")
+pytestmark = pytest.mark.usefixtures("warm_cache", "stores")
 
 
 def search(tmp: Path, *overrides: str, model: Sequence[str] = tuple(SMALL_RESNET)
@@ -111,17 +111,6 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
     states = [t.state for t in optuna_study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 4
     assert len(optuna_study.best_trials) == len(front)
-
-
-@pytest.mark.slow
-def test_predicted_jetson_search_marks_every_trial_predicted(tmp_path):
-    result = search(tmp_path, "hardware=jetson", "search=nsga2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "latency: PREDICTED" in result.stdout
-    _, study, trials = study_runs(tmp_path)
-    assert study.data.tags["latency_source"] == "predicted"
-    assert len(trials) == 4
-    assert {t.data.tags["latency_source"] for t in trials} == {"predicted"}
 
 
 @pytest.mark.slow
@@ -235,9 +224,10 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
 
 
 @pytest.mark.slow
-# One per kind: TPE (the default), a genetic algorithm, and the agent with its warm start. The
-# other samplers run the same loop in miniature in test_samplers.py.
-@pytest.mark.parametrize("method", ["tpe", "nsga2", "amc"])
+# One per kind: the default (the grid, then refining the front), a genetic algorithm, and the
+# agent with its warm start (TPE runs in the measured CPU search above). The other samplers
+# run the same loop in miniature in test_samplers.py.
+@pytest.mark.parametrize("method", ["refine", "nsga2", "amc"])
 def test_every_search_method_runs_the_same_path_and_logs_alike(tmp_path, method):
     extra = ["search.sensitivity=true", "search.sensitivity_ratios=[0.5]"] \
         if method == "amc" else []
@@ -248,6 +238,10 @@ def test_every_search_method_runs_the_same_path_and_logs_alike(tmp_path, method)
     client, study, trials = study_runs(tmp_path)
     assert study.info.status == "FINISHED"
     assert study.data.params["search.sampler"] == method
+    # No Jetson here: every latency is the model's prediction, and says so.
+    assert "latency: PREDICTED" in result.stdout
+    assert study.data.tags["latency_source"] == "predicted"
+    assert {t.data.tags["latency_source"] for t in trials} == {"predicted"}
     assert {"trials_complete", "trials_failed", "trials_stopped_early", "trials_infeasible",
             "pareto_size"} <= set(study.data.metrics)
     assert len(trials) == 3 and {t.data.tags["state"] for t in trials} == {"complete"}
