@@ -47,9 +47,37 @@ def _trial_runs(client, experiment, study) -> dict[int, object]:
     return {int(r.data.tags["trial_number"]): r for r in runs}
 
 
-def test_a_worker_killed_mid_finetune_fails_only_its_trial(tmp_path):
+def test_a_worker_killed_mid_finetune_is_retried_from_its_checkpoint(tmp_path):
+    """The default, one retry: trial 1's worker dies after it handed out a checkpoint (a
+    quarter of its steps); Tune runs it again in a new worker, which goes on from there."""
     driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
                     "search.n_trials=3", "finetune.steps=136")
+    try:
+        driver.wait_for("[  1/3]")
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("outputs/*/*/ray/*/trainable_????????_2_*/checkpoint_*")):
+            assert time.monotonic() < deadline, driver.output[-3000:]
+            time.sleep(0.2)
+        workers = driver.workers("ImplicitFunc")
+        assert len(workers) == 1, [title(p) for p in descendants(driver.pid)]
+        os.kill(workers[0], signal.SIGKILL)
+        assert driver.finish() == 0, driver.output[-3000:]
+    finally:
+        driver.kill_all()
+    assert "3 completed, 0 failed" in driver.output
+    assert "[worker lost; resumed at step " in driver.output
+    client, experiment, studies, storage = _stores(tmp_path)
+    trials = optuna.load_study(study_name=studies[0].data.tags["study"], storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    runs = _trial_runs(client, experiment, studies[0])
+    assert int(runs[1].data.tags["resumed_from_step"]) in (34, 68, 102)
+    assert runs[1].data.metrics["steps"] == 136
+    assert "resumed_from_step" not in runs[0].data.tags | runs[2].data.tags
+
+
+def test_a_worker_killed_mid_finetune_without_retries_fails_only_its_trial(tmp_path):
+    driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
+                    "search.n_trials=3", "finetune.steps=136", "search.max_failures=0")
     try:
         driver.wait_for("[  1/3]")
         time.sleep(1.0)  # trial 1 is fine-tuning

@@ -98,6 +98,9 @@ class SearchConfig:
     # Multi-fidelity fine-tuning: at each rung (a fraction of finetune.steps) a trial whose
     # metric trails, by more than the (relative) margin, a trial that reached the same rung
     # at least as fast stops there.
+    # Tune retries of a trial whose worker died (killed, out of memory, a node lost), from
+    # its last checkpoint; a trial that fails on its own (diverged) is not retried.
+    max_failures: int = 1
     early_stop: bool = True
     early_stop_margin: float = 0.005
     rungs: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5)

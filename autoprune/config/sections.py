@@ -118,6 +118,7 @@ def search(raw: dict[str, Any]) -> SearchConfig:
           "search.sensitivity_ratios must be a non-empty list of ratios in (0, 1)")
     check(0.0 < cfg.sensitivity_max_drop <= 1.0, "search.sensitivity_max_drop must lie in (0, 1]")
     check(cfg.early_stop_margin >= 0.0, "search.early_stop_margin must be at least 0")
+    check(cfg.max_failures >= 0, "search.max_failures must be at least 0")
     check(all(0.0 < r < 1.0 for r in cfg.rungs),
           "search.rungs must be fractions of finetune.steps in (0, 1)")
     storage_url(cfg.storage)

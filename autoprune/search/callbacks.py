@@ -26,8 +26,11 @@ from autoprune.search.trainable import (
     PROGRESS_LOSS,
     PROGRESS_STEP,
     PROGRESS_STEPS,
+    RESUMED,
     STARTED,
+    TRIAL_ERROR,
     TRIAL_METRICS,
+    TRIAL_TRACEBACK,
 )
 from autoprune.search.tune_search import StudySearch
 
@@ -150,6 +153,13 @@ class StudyCallback(tune.Callback):
                        **{k: float(result[k]) for k in TIME_METRICS if k in result}}
             self._emit(self._record(trial, "stopped", metrics=metrics, error=why))
             return
+        if TRIAL_ERROR in result:  # it failed on its own, and said why
+            record = self._record(trial, "failed", error=str(result[TRIAL_ERROR]),
+                                  metrics={k: float(result[k]) for k in TIME_METRICS
+                                           if k in result})
+            self._keep_traceback(record, text=str(result.get(TRIAL_TRACEBACK, "")))
+            self._emit(record)
+            return
         values = [result.get(m) for m in self.searcher.metric]
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) \
                 or TRIAL_METRICS not in result:
@@ -158,7 +168,8 @@ class StudyCallback(tune.Callback):
             self._emit(self._record(trial, "failed", error=error))
             return
         policy = Policy.from_params(self.space.complete(dict(trial.config)))
-        tags = {k: str(result[k]) for k in ("device", "gpu_ids") if result.get(k) is not None}
+        tags = {k: str(result[k]) for k in ("device", "gpu_ids", RESUMED)
+                if result.get(k) is not None}
         self._emit(self._record(
             trial, "complete", metrics={k: float(v) for k, v in result[TRIAL_METRICS].items()},
             latency_source=str(result.get("latency_source", "")), strategies=policy.used(),
@@ -169,11 +180,25 @@ class StudyCallback(tune.Callback):
         if self.gate is not None:  # a worker that died may have held the core gate
             self.gate.drop.remote(trial.trial_id)
         record = self._record(trial, "failed", error=error_line(trial))
-        # The whole traceback (the record carries its last line), kept with the study's
-        # output: Tune writes it into Ray's session folder, which does not last.
-        if self.errors is not None and trial.error_file and os.path.exists(trial.error_file):
-            self.errors.mkdir(parents=True, exist_ok=True)
-            kept = self.errors / f"trial-{record.number:03d}.txt"
-            shutil.copyfile(trial.error_file, kept)
-            record.tags[ERROR_FILE] = str(kept.resolve())
+        if trial.error_file and os.path.exists(trial.error_file):
+            self._keep_traceback(record, source=trial.error_file)
         self._emit(record)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # Its worker died; Tune runs it again, from its last checkpoint when it left one.
+        if self.gate is not None:  # the dead worker may have held the core gate
+            self.gate.drop.remote(trial.trial_id)
+
+    def _keep_traceback(self, record: TrialRecord, text: str = "", source: str = "") -> None:
+        """The whole traceback (the record carries its last line), kept with the study's
+        output and named in the record's tags (Tune's own copy, in Ray's session folder, does
+        not last)."""
+        if self.errors is None or not (text or source):
+            return
+        self.errors.mkdir(parents=True, exist_ok=True)
+        kept = self.errors / f"trial-{record.number:03d}.txt"
+        if source:
+            shutil.copyfile(source, kept)
+        else:
+            kept.write_text(text)
+        record.tags[ERROR_FILE] = str(kept.resolve())

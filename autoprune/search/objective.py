@@ -22,7 +22,10 @@ from autoprune.pruning.quantize import quantize_int8
 from autoprune.pruning.schedule import ramp
 from autoprune.search.stopwatch import Stopwatch
 from autoprune.training import (
+    Checkpoints,
     Guard,
+    Masks,
+    Resume,
     TrainSpec,
     evaluate,
     no_guard,
@@ -50,6 +53,22 @@ class TrialSettings:
     schedule_steps: int = 3
     schedule_finetune_steps: int = 17  # fine-tuning between the steps of an iterative schedule
     check_steps: tuple[int, ...] = ()  # fine-tuning steps after which `on_check` is called
+    # Fine-tuning steps after which a trial hands out what resumes it (a retried trial's
+    # worker died); none when a trial is never retried.
+    checkpoint_steps: tuple[int, ...] = ()
+
+
+@dataclass
+class TrialCheckpoint:
+    """A trial's fine-tune in progress, as a retried trial picks it up: the pruned model
+    (architecture and weights after `state.step`), its masks, the optimiser's state."""
+
+    model: nn.Module
+    masks: Masks | None
+    state: Resume
+
+
+OnCheckpoint = Callable[[TrialCheckpoint], None]
 
 
 @dataclass
@@ -92,6 +111,7 @@ def prune_and_finetune(
     before_final: Callable[[nn.Module], None] | None = None,
     on_step: Callable[[nn.Module, int, float], None] | None = None,
     watch: Stopwatch | None = None,
+    checkpoint: OnCheckpoint | None = None,
 ) -> nn.Module:
     """Return `base_model` pruned by `policy` along its schedule and fine-tuned (float, left
     on the training device).
@@ -123,9 +143,33 @@ def prune_and_finetune(
         if last and on_step is not None:
             def callback(step: int, loss: float) -> None:
                 on_step(model, step, loss)
+        saves = None
+        if last and checkpoint is not None:
+            saves = Checkpoints(settings.checkpoint_steps, lambda state, masks=pruned.masks:
+                                checkpoint(TrialCheckpoint(model, masks, state)))
         with watch.phase("train"):
             train(model, workload, dataclasses.replace(spec, steps=steps), pruned.masks, guard,
-                  teacher, callback)
+                  teacher, callback, checkpoints=saves)
+    return model
+
+
+def resume_finetune(resume: TrialCheckpoint, base_model: nn.Module, workload: Workload,
+                    settings: TrialSettings, guard: Guard, before_final: Callable,
+                    on_step: Callable, watch: Stopwatch,
+                    checkpoint: OnCheckpoint | None = None) -> nn.Module:
+    """The fine-tune of `resume` carried on to the end (a retried trial): the model is as
+    the checkpoint left it, its latency measured again first."""
+    spec = settings.finetune
+    model = resume.model
+    before_final(model)
+    teacher = base_model if spec.distill_alpha > 0 else None
+    saves = None if checkpoint is None else Checkpoints(
+        settings.checkpoint_steps,
+        lambda state: checkpoint(TrialCheckpoint(model, resume.masks, state)))
+    with watch.phase("train"):
+        train(model, workload, spec, resume.masks, guard, teacher,
+              lambda step, loss: on_step(model, step, loss), resume=resume.state,
+              checkpoints=saves)
     return model
 
 
@@ -157,14 +201,17 @@ def run_trial(
     on_step: OnProgress | None = None,
     on_check: OnCheck | None = None,
     watch: Stopwatch | None = None,
+    checkpoint: OnCheckpoint | None = None,
+    resume: TrialCheckpoint | None = None,
 ) -> TrialResult:
     """Return the metrics of `policy` applied to `base_model`; `base_model` is not changed.
 
     The latency is measured as soon as the architecture is final (weights do not change it),
     so that `on_check(step, metrics, latency)`, called after each of `settings.check_steps`,
     can tell where the trial stands; it may stop the trial. `on_step(step, steps, loss)` follows
-    the fine-tuning; `watch` counts where the time goes. Raises TrialFailed when fine-tuning
-    diverges or the metric is not a number.
+    the fine-tuning; `watch` counts where the time goes. `checkpoint(saved)` is called after
+    each of `settings.checkpoint_steps`; `resume` carries such a fine-tune on instead of
+    starting over. Raises TrialFailed when fine-tuning diverges or the metric is not a number.
     """
     watch = watch or Stopwatch()
     guard = watch.guarded(guard)
@@ -189,8 +236,12 @@ def run_trial(
                 metrics = evaluate(model, workload, compute=spec.compute, guard=guard)
             on_check(step, metrics, timings[-1])
 
-    model = prune_and_finetune(policy, base_model, groups, workload, settings, guard,
-                               measure, step_done, watch)
+    if resume is not None:
+        model = resume_finetune(resume, base_model, workload, settings, guard, measure,
+                                step_done, watch, checkpoint)
+    else:
+        model = prune_and_finetune(policy, base_model, groups, workload, settings, guard,
+                                   measure, step_done, watch, checkpoint)
     # Measured again now that the trial's neighbours are past their start-up (a worker
     # importing torch next to the first measurement slows it); the faster is kept.
     measure(model)

@@ -166,7 +166,11 @@ def run_trials(
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=study_name, storage_path=str(storage_path.resolve()), verbose=0,
-            callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[callback],
+            # A trial whose worker died runs again from its last checkpoint (the trainable
+            # reports its own failures instead of raising them, so those are not retried).
+            failure_config=tune.FailureConfig(max_failures=search.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=stopper,
         ),
     )

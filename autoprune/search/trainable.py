@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import tempfile
 import time
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -17,7 +20,7 @@ from autoprune.config import DataConfig, HardwareProfile
 from autoprune.pruning import Policy, PrunableGroup
 from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP
 from autoprune.search.latency_plan import LatencyPlan
-from autoprune.search.objective import TrialSettings, run_trial
+from autoprune.search.objective import TrialCheckpoint, TrialSettings, run_trial
 from autoprune.search.space import PolicySpace
 from autoprune.search.stopwatch import Stopwatch
 from autoprune.tasks import Task
@@ -27,6 +30,11 @@ from autoprune.workload import Loading, Workload
 # Keys of the results a trial reports while it fine-tunes, and of its final result.
 PROGRESS_STEP, PROGRESS_STEPS, PROGRESS_LOSS = "progress_step", "progress_steps", "progress_loss"
 TRIAL_METRICS = "trial_metrics"
+# A trial that failed on its own reports why (one line, and the traceback) and ends.
+TRIAL_ERROR, TRIAL_TRACEBACK = "trial_error", "trial_traceback"
+# The step a retried trial's fine-tune went on from; the step of a checkpoint it handed out.
+RESUMED, CHECKPOINT_STEP = "resumed_from_step", "checkpoint_step"
+CHECKPOINT_FILE = "trial.pt"
 STARTED, FINISHED = "trial_started", "trial_finished"
 PROGRESS_EVERY_S = 2.0
 
@@ -99,13 +107,42 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
         tune.report({CHECK_STEP: step, CHECK_METRIC: metrics[context.task.metric],
                      CHECK_LATENCY: latency.median_ms, **watch.metrics()})
 
-    result = run_trial(policy, context.base_model, context.groups, workload, settings,
-                       context.plan.backend(context.profile, context.example), guard,
-                       on_step, on_check, watch)
+    restored = _restored()
+    try:
+        result = run_trial(policy, context.base_model, context.groups, workload, settings,
+                           context.plan.backend(context.profile, context.example), guard,
+                           on_step, on_check, watch,
+                           checkpoint=_save if settings.checkpoint_steps else None,
+                           resume=restored)
+    except Exception as exc:  # the trial's own failure: reported as such, never retried
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        cause = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        tune.report({TRIAL_ERROR: cause, TRIAL_TRACEBACK: traceback.format_exc(),
+                     **watch.metrics()})
+        return
     # The float weights: an int8 model is rebuilt from them and the same calibration data.
     ray.get(store.put.remote(trial_id, result.model.state_dict()))
     report = {**result.report(), **watch.metrics(), "steps": float(settings.finetune.steps)}
     tune.report({context.task.metric: report[context.task.metric],
                  "latency_ms": report["latency_ms"], TRIAL_METRICS: report,
                  "latency_source": result.latency.source, "device": str(device),
-                 "gpu_ids": gpu_ids, STARTED: started, FINISHED: time.time()})
+                 "gpu_ids": gpu_ids, STARTED: started, FINISHED: time.time(),
+                 RESUMED: restored.state.step if restored is not None else None})
+
+
+def _save(saved: TrialCheckpoint) -> None:
+    """Hand Tune what resumes this trial's fine-tune (it keeps the latest only)."""
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(saved, Path(folder) / CHECKPOINT_FILE)
+        tune.report({CHECKPOINT_STEP: saved.state.step},
+                    checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _restored() -> TrialCheckpoint | None:
+    """The fine-tune this trial left when its worker died, if Tune is retrying it."""
+    found = tune.get_checkpoint()
+    if found is None:
+        return None
+    with found.as_directory() as folder:
+        return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu",
+                          weights_only=False)

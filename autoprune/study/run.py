@@ -31,16 +31,22 @@ from autoprune.study.retime import retime
 from autoprune.study.space import Plan, plan_search
 from autoprune.study.timing import StudyClock, breakdown, describe
 
+# Where a trial that may be retried hands out what resumes its fine-tune, as fractions of the
+# steps (and at every rung of multi-fidelity fine-tuning).
+CHECKPOINTS = (0.25, 0.5, 0.75)
+
 
 def trial_settings(settings: Settings, base_latency_ms: float = math.nan) -> TrialSettings:
     ft = settings.finetune
+    checks = rung_steps(settings.search.rungs, ft.steps) if settings.search.early_stop else ()
     return TrialSettings(prune=specs.prune_settings(settings),
                          finetune=specs.train_spec(settings),
                          bn_batches=ft.bn_recalibration_batches, base_latency_ms=base_latency_ms,
                          schedule_steps=settings.pruning.schedule_steps,
                          schedule_finetune_steps=settings.pruning.schedule_finetune_steps,
-                         check_steps=rung_steps(settings.search.rungs, ft.steps)
-                         if settings.search.early_stop else ())
+                         check_steps=checks,
+                         checkpoint_steps=tuple(sorted({*checks, *rung_steps(
+                             CHECKPOINTS, ft.steps)})) if settings.search.max_failures else ())
 
 
 def _checks(settings: Settings) -> None:

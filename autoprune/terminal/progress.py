@@ -57,6 +57,9 @@ class Progress:
         tail = (f"{self.objective.metric} {self.objective.format(m[self.objective.metric])}  "
                 f"{m['latency_ms']:.3f} ms{spread} ({m['speedup']:.2f}x, "
                 f"{record.latency_source})  {record.summary}")
+        resumed = record.tags.get("resumed_from_step")
+        if resumed:  # its worker died, and Tune ran it again from its checkpoint
+            tail += f"  [worker lost; resumed at step {resumed}]"
         return tail + ("  [outside the constraints]" if not record.feasible else "")
 
     def running(self, number: int, step: int | None, steps: int, loss: float) -> None:

@@ -78,26 +78,65 @@ def _forever(loader: Any) -> Iterator[Any]:
             raise TrialFailed("the training split yields no batches")
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted fine-tune picks up: after `step`, with the optimiser's, the
+    schedule's and (mixed precision) the gradient scaler's state."""
+
+    step: int
+    optimizer: dict
+    schedule: dict
+    scaler: dict | None = None
+
+
+# Called after each of the checkpoint steps with what resumes the fine-tune there.
+OnCheckpoint = Callable[[Resume], None]
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """The steps after which `save` is called (never after the last one)."""
+
+    steps: tuple[int, ...]
+    save: OnCheckpoint
+
+
+def _optimiser(model: nn.Module, spec: TrainSpec, device: torch.device,
+               resume: Resume | None) -> tuple[Any, Any, Any]:
+    """The optimiser, schedule and gradient scaler, as `resume` left them when given."""
+    optimizer = make_optimizer(model, spec.optimizer, spec.lr, spec.momentum,
+                               spec.weight_decay)
+    scheduler = make_schedule(optimizer, spec.schedule, spec.lr, spec.steps, spec.warmup)
+    scaler = spec.compute.scaler(device)
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.schedule)
+        if scaler is not None and resume.scaler is not None:
+            scaler.load_state_dict(resume.scaler)
+    return optimizer, scheduler, scaler
+
+
 def train(model: nn.Module, workload: Workload, spec: TrainSpec, masks: Masks | None = None,
           guard: Guard = no_guard, teacher: nn.Module | None = None,
-          on_step: OnStep | None = None) -> float:
+          on_step: OnStep | None = None, resume: Resume | None = None,
+          checkpoints: Checkpoints | None = None) -> float:
     """Train `model` in place for `spec.steps` steps, on `spec.compute`'s device (the model
     stays there); returns the mean loss of the last pass over the data (or of every step,
     when that is fewer).
 
     `teacher` (the unpruned model) is used when `spec.distill_alpha` > 0; it is not changed.
+    `resume` continues a fine-tune after its step (the model holding its weights then), with
+    the data in a fresh order; `checkpoints` says when to hand out what resumes it.
     Raises TrialFailed when the loss becomes NaN or infinite.
     """
-    if spec.steps <= 0:
+    first = resume.step + 1 if resume is not None else 1
+    if spec.steps < first:
         return float("nan")
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(spec.seed + first - 1)
     device = spec.compute.resolve()
     model.to(device)
-    loader = workload.train_loader(spec.seed)
-    optimizer = make_optimizer(model, spec.optimizer, spec.lr, spec.momentum,
-                               spec.weight_decay)
-    scheduler = make_schedule(optimizer, spec.schedule, spec.lr, spec.steps, spec.warmup)
-    scaler = spec.compute.scaler(device)
+    loader = workload.train_loader(spec.seed + first - 1)
+    optimizer, scheduler, scaler = _optimiser(model, spec, device, resume)
     alpha = spec.distill_alpha if teacher is not None else 0.0
     if alpha > 0:
         teacher = _on(teacher, device)
@@ -105,7 +144,7 @@ def train(model: nn.Module, workload: Workload, spec: TrainSpec, masks: Masks | 
     recent: deque[float] = deque(maxlen=max(1, min(len(loader), spec.steps)))
     model.train()
     batches = _forever(loader)
-    for step in range(1, spec.steps + 1):
+    for step in range(first, spec.steps + 1):
         batch = to_device(next(batches), device, non_blocking=workload.loading.pin_memory)
         with guard():
             optimizer.zero_grad(set_to_none=True)
@@ -127,6 +166,9 @@ def train(model: nn.Module, workload: Workload, spec: TrainSpec, masks: Masks | 
             on_step(step, recent[-1])
             if not model.training:  # the callback evaluated the model
                 model.train()
+        if checkpoints is not None and step in checkpoints.steps and step < spec.steps:
+            checkpoints.save(Resume(step, optimizer.state_dict(), scheduler.state_dict(),
+                                    scaler.state_dict() if scaler is not None else None))
     model.eval()
     return sum(recent) / len(recent)
 

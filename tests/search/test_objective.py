@@ -67,6 +67,41 @@ def test_progress_is_reported_every_step_and_checked_at_each_rung(setup):
     assert all(0.1 < c[1] <= 1.0 for c in checks)
 
 
+def test_a_retried_trial_goes_on_from_its_checkpoint_with_the_pruned_model(setup):
+    """Checkpoints hand out the pruned model, its masks and the optimiser's state; a trial
+    resumed from one fine-tunes only the steps after it, keeps the architecture and ends as
+    a whole trial does (measured, scored)."""
+    import io
+
+    import torch
+
+    settings, work, model, groups = setup
+    policy = Policy.uniform([g.id for g in groups], "unstructured", 0.5)
+    spec = trial_settings(1.0, finetune=TrainSpec(steps=10, lr=0.02), check_steps=(3,),
+                          checkpoint_steps=(3, 6, 10))
+    saved = []
+
+    def keep(checkpoint) -> None:  # noqa: ANN001 - written away at once, as a trial does
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        buffer.seek(0)
+        saved.append(torch.load(buffer, weights_only=False))
+
+    whole = run_trial(policy, model, groups, work, spec, _predicted(settings, work),
+                      checkpoint=keep)
+    assert [c.state.step for c in saved] == [3, 6]
+    steps, checks = [], []
+    again = run_trial(policy, model, groups, work, spec, _predicted(settings, work),
+                      on_step=lambda s, n, loss: steps.append(s),
+                      on_check=lambda s, m, lat: checks.append(s), resume=saved[-1])
+    assert steps == [7, 8, 9, 10] and checks == []  # the rung at 3 was passed before
+    assert again.report()["params"] == whole.report()["params"]
+    assert again.latency.median_ms == whole.latency.median_ms  # same architecture
+    # The masks came along: half of the pruned weights are still zero after fine-tuning.
+    assert again.report()["sparsity"] == pytest.approx(whole.report()["sparsity"])
+    assert again.metrics["accuracy"] > 0.5
+
+
 def test_an_empty_policy_fine_tunes_the_unpruned_model(setup):
     settings, work, model, groups = setup
     result = run_trial(Policy({}), model, groups, work, trial_settings(1.0),

@@ -126,3 +126,43 @@ def test_gradient_clipping_bounds_each_step(work) -> None:  # noqa: ANN001
                    for n, p in model.named_parameters()) ** 0.5
 
     assert moved(clipped) == pytest.approx(1e-3, rel=0.01) and moved(free) > 1e-2
+
+
+def test_a_fine_tune_resumed_from_a_checkpoint_ends_where_the_uninterrupted_one_does():
+    """Full-batch training (one batch holds the whole split, so the data order does not
+    matter): stopped after step 8 and resumed from what the checkpoint handed out, the
+    model ends with the weights of the run that was never interrupted."""
+    import copy
+
+    from torch.utils.data import TensorDataset
+
+    from autoprune.data import DataSplits
+    from autoprune.training import Checkpoints
+    from tests.conftest import classification
+    from tests.training.conftest import images
+
+    x, y = images(32)
+    data = DataSplits(TensorDataset(x, y), TensorDataset(x, y), TensorDataset(x, y), "full")
+    full = classification(data, batch_size=32)
+    spec = TrainSpec(steps=16, lr=0.05, optimizer="sgd", schedule="onecycle")
+    saved: dict[int, tuple] = {}
+
+    def keep(state) -> None:  # noqa: ANN001 - written away at once, as a trial does
+        saved[state.step] = (copy.deepcopy(uninterrupted), copy.deepcopy(state))
+
+    uninterrupted = net()
+    train(uninterrupted, full, spec, checkpoints=Checkpoints((4, 8, 16), keep))
+    assert sorted(saved) == [4, 8]  # never after the last step
+    at_eight, state = saved[8]
+    model, fresh = copy.deepcopy(at_eight), copy.deepcopy(at_eight)
+    steps: list[int] = []
+    train(model, full, spec, resume=state, on_step=lambda s, _: steps.append(s))
+    assert steps == list(range(9, 17))
+    for mine, theirs in zip(model.state_dict().values(),
+                            uninterrupted.state_dict().values(), strict=True):
+        assert torch.allclose(mine.float(), theirs.float(), atol=1e-5)
+    # Without the optimiser's and the schedule's state it would not: the momentum and the
+    # learning rate start over.
+    train(fresh, full, dataclasses.replace(spec, steps=8))
+    assert not all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(
+        fresh.state_dict().values(), uninterrupted.state_dict().values(), strict=True))
