@@ -13,7 +13,6 @@ ONNX exports need no autoprune.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from autoprune.config import ModelConfig
+from autoprune.deprecations import known_deprecations
 from autoprune.errors import UserError
 from autoprune.models.base import load_weights, save_atomic
 from autoprune.pruning import Policy, PrunableGroup, PruneSettings, apply_policy
@@ -162,8 +162,7 @@ def export_onnx(model: nn.Module, example_input: Any, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     gated = is_gated(model)
-    with warnings.catch_warnings(), onnx_static_batch():
-        warnings.simplefilter("ignore")
+    with known_deprecations(), onnx_static_batch():
         # A dict of inputs (Hugging Face keywords) becomes one named graph input each.
         keywords = list(example_input) if isinstance(example_input, Mapping) else []
         names = keywords or ["input"]
@@ -177,8 +176,7 @@ def export_onnx(model: nn.Module, example_input: Any, path: Path) -> None:
 def export_torchscript(model: nn.Module, example_input: Any, path: Path) -> None:
     """Trace `model` (float or int8) to TorchScript."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with known_deprecations(), torch.no_grad():
         keywords = list(example_input) if isinstance(example_input, Mapping) else []
         args = tuple(example_input.values()) if keywords else example_input
         traced = torch.jit.trace(MainOutput(model, keywords).eval(), args, check_trace=False)

@@ -8,7 +8,6 @@ same hardware.
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.deprecations import known_deprecations
 from autoprune.export import MainOutput
 from autoprune.hardware.latency import timing_input
 from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
@@ -32,8 +32,7 @@ def ort_runner(model: nn.Module, example: Any,
 
     x = timing_input(example, profile.batch_size)
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), onnx_static_batch():
-        warnings.simplefilter("ignore")
+    with known_deprecations(), onnx_static_batch():
         torch.onnx.export(MainOutput(model.float()).eval(), (x,), buffer, dynamo=False,
                           input_names=["input"], output_names=["logits"])
     options = ort.SessionOptions()

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.deprecations import known_deprecations
 from autoprune.export import MainOutput
 from autoprune.hardware.latency import timing_input
 from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
@@ -71,8 +71,7 @@ def trtexec_blocks(model: nn.Module, example: torch.Tensor,
     input_shape = tuple(example.shape[1:])
     with tempfile.TemporaryDirectory() as folder:
         onnx, times = Path(folder) / "model.onnx", Path(folder) / "times.json"
-        with warnings.catch_warnings(), onnx_static_batch():
-            warnings.simplefilter("ignore")
+        with known_deprecations(), onnx_static_batch():
             torch.onnx.export(MainOutput(model.float()).eval(), (x,), str(onnx), dynamo=False,
                               input_names=["input"], output_names=["logits"])
         proc = subprocess.run(trtexec_command(trtexec, onnx, times, input_shape, profile),

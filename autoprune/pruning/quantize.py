@@ -8,10 +8,11 @@ batches of training data. Runs after fine-tuning; the float weights stay the sou
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 from torch import nn
+
+from autoprune.deprecations import known_deprecations
 
 QUANTIZATIONS = ("none", "int8")
 
@@ -25,8 +26,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     float_model = copy.deepcopy(model).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notices, on every call
+    with known_deprecations():  # torch.ao's notices, on every call
         try:
             prepared = prepare_fx(float_model, get_default_qconfig_mapping("x86"),
                                   (calibration[:1],))
