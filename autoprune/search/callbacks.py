@@ -34,6 +34,7 @@ from autoprune.search.trainable import (
 )
 from autoprune.search.tune_search import StudySearch
 
+RUN_ID_ATTR = "mlflow_run_id"  # the Optuna trial's user attribute naming its MLflow run
 ERROR_FILE = "error_file"  # tag: the failed trial's full traceback, as Tune wrote it
 TRAIN_LOSS = "train_loss"  # the learning curve of the fine-tuning loss, logged with steps
 WORKER_DIED = ("WorkerDied: the trial's worker process died (killed, or out of memory) "
@@ -74,8 +75,12 @@ class StudyCallback(tune.Callback):
 
     def __init__(self, searcher: StudySearch, space: PolicySpace, plan: LatencyPlan,
                  give_up_after: int, store: Any, on_record: Callable[[TrialRecord], None],
-                 on_progress: OnProgress | None = None, errors: Path | None = None) -> None:
+                 on_progress: OnProgress | None = None, errors: Path | None = None,
+                 on_start: Callable[[int], str] | None = None) -> None:
         self.searcher = searcher
+        # trial number -> the id of its MLflow run, created as it starts
+        self.on_start = on_start
+        self.run_ids: dict[str, str] = {}  # trial id -> its MLflow run
         self.errors = errors  # where failed trials' tracebacks are kept
         self.space = space
         self.latency_source = plan.source
@@ -129,7 +134,11 @@ class StudyCallback(tune.Callback):
                              float(result[PROGRESS_LOSS]))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.started[trial.trial_id] = time.time()
+        self.started.setdefault(trial.trial_id, time.time())
+        if self.on_start is not None and trial.trial_id not in self.run_ids:  # not a retry
+            run_id = self.on_start(self.searcher.optuna_number(trial.trial_id))
+            self.run_ids[trial.trial_id] = run_id
+            self.searcher.set_user_attr(trial.trial_id, RUN_ID_ATTR, run_id)
 
     def _record(self, trial: Any, state: str, **fields: Any) -> TrialRecord:
         """The record of a finished trial; one that did not say when it started and ended
@@ -141,7 +150,8 @@ class StudyCallback(tune.Callback):
         return TrialRecord(self.searcher.optuna_number(trial.trial_id), params, state,
                            latency_source=fields.pop("latency_source", self.latency_source),
                            summary=Policy.from_params(params).summary(),
-                           curves=self.curves.pop(trial.trial_id, {}), **fields)
+                           curves=self.curves.pop(trial.trial_id, {}),
+                           run_id=self.run_ids.pop(trial.trial_id, None), **fields)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}

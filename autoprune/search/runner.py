@@ -139,11 +139,13 @@ def run_trials(
     constraints: Constraints,
     seed_points: Sequence[dict[str, Any]] = (),
     on_progress: OnProgress | None = None,
+    on_start: Callable[[int], str] | None = None,
 ) -> StudyRun:
     """Run the study's trials under Ray Tune; returns the records in finish order.
 
     `seed_points` are params tried first (Optuna's enqueue_trial, through Ray's
-    points_to_evaluate)."""
+    points_to_evaluate); `on_start(trial number)` returns the id of the trial's MLflow run,
+    created as it starts (kept on the Optuna trial as the user attribute `mlflow_run_id`)."""
     objective = context.task.objective
     storage = optuna_storage(search.storage)
     store = WeightStore.options(scheduling_strategy=here()).remote()
@@ -156,7 +158,8 @@ def run_trials(
     )
     callback = StudyCallback(searcher, context.space, context.plan,
                              context.profile.measure.give_up_after, store, on_record,
-                             on_progress, errors=storage_path / study_name / "errors")
+                             on_progress, errors=storage_path / study_name / "errors",
+                             on_start=on_start)
     resources = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, context=context, store=store),

@@ -4,6 +4,7 @@ public ask-and-tell interface."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class StudySearch(Searcher):
             storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner(),
             study_name=study_name, load_if_exists=True,
             directions=["maximize" if m == "max" else "minimize" for m in mode])
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and says so each call
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.set_metric_names(list(metric))  # named in optuna-dashboard and plots
         for point in points_to_evaluate or ():
             self.study.enqueue_trial(point)
         self.space = space
@@ -84,6 +88,10 @@ class StudySearch(Searcher):
 
     def optuna_number(self, trial_id: str) -> int:
         return self.asked[trial_id].number
+
+    def set_user_attr(self, trial_id: str, key: str, value: Any) -> None:
+        """A user attribute on the (running) Optuna trial of a Tune trial."""
+        self.asked[trial_id].set_user_attr(key, value)
 
     def save(self, checkpoint_path: str) -> None:
         """Which Optuna trial each Tune trial is (Tune's experiment checkpoint); the study

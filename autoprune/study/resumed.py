@@ -7,6 +7,7 @@ from typing import Any
 
 from autoprune.config import Settings
 from autoprune.errors import UserError
+from autoprune.search.records import INTERRUPTED
 from autoprune.search.space import PolicySpace
 from autoprune.study.front import say
 
@@ -46,6 +47,7 @@ def repair(tracker: Any, study_name: str, previous: Any, space: PolicySpace,
 
     storage = optuna_storage(resume.study_storage(previous))
     repaired = resume.mark_interrupted(storage, study_name)
+    tracker.close_open_trials(f"{INTERRUPTED}: the study's driver stopped while it ran")
     logged, _ = study_records(tracker.client, previous)
     backfilled = resume.backfill(tracker, study_name, storage, {r.number for r in logged},
                                  space, metric)

@@ -22,6 +22,7 @@ from autoprune.hardware.bench import BenchUnavailable
 from autoprune.hardware.latency import settled_latency
 from autoprune.search.early_stop import rung_steps
 from autoprune.search.objective import TrialSettings, int8_inputs
+from autoprune.search.records import INTERRUPTED
 from autoprune.search.reference import Reference
 from autoprune.study.front import rebuild, report_front, say
 from autoprune.study.prepare import Prepared, finetuned_reference, prepare, reference
@@ -223,8 +224,11 @@ def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, 
             gpus_per_trial=settings.ray.gpus_per_trial, storage_path=Path(output_dir) / "ray",
             on_record=on_record, sampler=search_plan.sampler,
             constraints=search_plan.constraints, seed_points=seed_points,
-            on_progress=progress.running)
+            on_progress=progress.running,
+            on_start=lambda number: tracker.start_trial(number, study_name))
     progress.close()
+    # Trials in flight when the study stopped (Ctrl-C, SIGTERM, a device that left).
+    tracker.close_open_trials(f"{INTERRUPTED}: the study stopped before this trial finished")
     retrain = Retrain(prepared.base.model, prepared.groups, prepared.workload, settings_now,
                       settings.ray.cpus_per_trial, say)
     with clock.stage("front"):
@@ -256,8 +260,6 @@ def _front(settings: Settings, prepared: Prepared, base: Reference, plan: Any, p
 
 def _outcome(study: Any, done: int, budget: int) -> None:
     """Raise when the study gave up, was interrupted, or every trial failed."""
-    from autoprune.search.records import INTERRUPTED
-
     records = study.records
     finished = done + sum(not r.error.startswith(INTERRUPTED) for r in records)
     if study.gave_up is not None:

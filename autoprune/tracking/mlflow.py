@@ -111,14 +111,25 @@ class StudyTracker:
         self.client.log_batch(run_id or self.run_id, metrics=[Metric(k, float(v), now, 0)
                                                               for k, v in metrics.items()])
 
-    def log_trial(self, record: TrialRecord, study_name: str) -> str:
-        """Create the nested run of one trial and return its id."""
-        from mlflow.entities import Metric, Param
-
+    def _trial_tags(self, number: int, study_name: str, state: str) -> dict[str, str]:
         assert self.run_id is not None, "start_study first"
-        tags = {"mlflow.parentRunId": self.run_id, "role": "trial", "study": study_name,
-                "pareto": "false", "state": record.state, "trial_number": str(record.number),
-                **self.objective_tags, **record.tags}
+        return {"mlflow.parentRunId": self.run_id, "role": "trial", "study": study_name,
+                "pareto": "false", "state": state, "trial_number": str(number),
+                **self.objective_tags}
+
+    def start_trial(self, number: int, study_name: str) -> str:
+        """Create the nested run of a trial as it starts (RUNNING, tag `state=running`) and
+        return its id; `log_trial` completes it."""
+        return self.client.create_run(
+            self.experiment_id, run_name=f"trial-{number:03d}",
+            tags=self._trial_tags(number, study_name, "running")).info.run_id
+
+    def log_trial(self, record: TrialRecord, study_name: str) -> str:
+        """Complete the trial's run (`record.run_id`, from `start_trial`), or create it when
+        there is none (a trial backfilled after a resume); return its id."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        tags = {**self._trial_tags(record.number, study_name, record.state), **record.tags}
         if record.latency_source:
             tags["latency_source"] = record.latency_source
         if record.state == "complete":
@@ -127,9 +138,12 @@ class StudyTracker:
             tags["strategies"] = ",".join(record.strategies)
         if record.error:
             tags["error"] = record.error[:5000]
-        start = int(record.started * 1000) if record.started else None
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:03d}",
-                                     tags=tags, start_time=start)
+        run_id, tag_list = record.run_id, [RunTag(k, v) for k, v in tags.items()]
+        if run_id is None:
+            start = int(record.started * 1000) if record.started else None
+            run_id = self.client.create_run(self.experiment_id, tags=tags, start_time=start,
+                                            run_name=f"trial-{record.number:03d}").info.run_id
+            tag_list = []
         # The final metrics at the step the fine-tuning ended, after the learning curves
         # (the same metric's values at the rungs, the training loss): MLflow's latest value
         # of each is the final one.
@@ -141,14 +155,27 @@ class StudyTracker:
         finals = [Metric(k, float(v), now, last) for k, v in record.metrics.items()]
         params = [Param(k, str(v)) for k, v in sorted(record.params.items())]
         metrics = curves + finals
-        for start in range(0, max(len(metrics), len(params)), 100):  # MLflow's batch limits
-            self.client.log_batch(run.info.run_id, metrics=metrics[start:start + 100],
-                                  params=params[start:start + 100])
+        for start in range(0, max(len(metrics), len(params), len(tag_list)), 100):
+            self.client.log_batch(run_id, metrics=metrics[start:start + 100],  # batch limits
+                                  params=params[start:start + 100],
+                                  tags=tag_list[start:start + 100])
         status = {"complete": "FINISHED", "stopped": "KILLED"}.get(record.state, "FAILED")
         end = int(record.finished * 1000) if record.finished else None
-        self.client.set_terminated(run.info.run_id, status, end_time=end)
-        record.run_id = run.info.run_id
-        return run.info.run_id
+        self.client.set_terminated(run_id, status, end_time=end)
+        record.run_id = run_id
+        return run_id
+
+    def close_open_trials(self, why: str) -> int:
+        """Trial runs of this study still RUNNING (the study stopped, or its driver was
+        killed, while they ran): tagged failed with `why` and KILLED; returns how many."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}' and "
+            "attributes.status = 'RUNNING'", max_results=50000)
+        for run in runs:
+            self.client.set_tag(run.info.run_id, "state", "failed")
+            self.client.set_tag(run.info.run_id, "error", why)
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(runs)
 
     def resume(self, run_id: str) -> None:
         """Continue logging to an earlier study run (marked RUNNING again)."""

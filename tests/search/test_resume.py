@@ -80,6 +80,9 @@ def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stores, stop, 
     assert sorted(int(r.data.tags["trial_number"]) for r in runs) == [t.number for t in trials]
     complete = [r for r in runs if r.data.tags["state"] == "complete"]
     assert len(complete) == 6
+    # Runs of trials that were in flight when the driver stopped are closed, not RUNNING.
+    assert all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in runs)
+    assert all(r.data.tags["state"] in ("complete", "failed", "stopped") for r in runs)
     assert any(r.data.tags["pareto"] == "true" for r in complete)
 
 

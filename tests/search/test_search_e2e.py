@@ -86,6 +86,12 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
     assert sum(shares.values()) == pytest.approx(1.0) and shares["share_train"] > 0
     front = [t for t in trials if t.data.tags["pareto"] == "true"]
     assert front and all("test_accuracy" in t.data.metrics for t in front)
+    # Optuna's side names its objectives and each trial's MLflow run (created as it started).
+    optuna_study = optuna.load_study(study_name=study.data.tags["optuna_study"],
+                                     storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert optuna_study.metric_names == ["accuracy", "latency_ms"]
+    assert {t.number: t.user_attrs["mlflow_run_id"] for t in optuna_study.trials} == {
+        int(t.data.tags["trial_number"]): t.info.run_id for t in trials}
 
     used = [set(t.data.tags.get("strategies", "").split(",")) for t in trials]
     assert any("dynamic" in u for u in used) and any("channel" in u for u in used)

@@ -87,3 +87,25 @@ def test_a_trial_run_holds_its_learning_curves_and_ends_on_its_final_metrics(tmp
     run = client.get_run(run_id)
     assert run.data.metrics["accuracy"] == 0.97 and len(run.data.params) == 240
     assert (run.info.start_time, run.info.end_time) == (990000, 1100000)
+
+
+def test_a_trial_run_starts_with_its_trial_and_a_stopped_study_closes_the_open_ones(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = StudyTracker(uri, "unit", Objective("accuracy", "maximize"))
+    tracker.start_study("s-1", "cpu", {}, {})
+    first, second = tracker.start_trial(0, "s-1"), tracker.start_trial(1, "s-1")
+    client = MlflowClient(uri)
+    running = client.get_run(first)
+    assert running.info.status == "RUNNING" and running.data.tags["state"] == "running"
+    record = TrialRecord(0, {"g.ratio": 0.5, "g.strategy": "channel"}, "complete",
+                         {"accuracy": 0.9, "latency_ms": 1.0}, run_id=first)
+    assert tracker.log_trial(record, "s-1") == first  # the same run, completed
+    done = client.get_run(first)
+    assert done.info.status == "FINISHED" and done.data.tags["state"] == "complete"
+    assert done.data.metrics["accuracy"] == 0.9 and done.data.params["g.ratio"] == "0.5"
+    assert tracker.close_open_trials("interrupted: stopped") == 1
+    closed = client.get_run(second)
+    assert closed.info.status == "KILLED"
+    assert (closed.data.tags["state"], closed.data.tags["error"]) == (
+        "failed", "interrupted: stopped")
+    assert client.get_run(first).info.status == "FINISHED"
