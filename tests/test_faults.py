@@ -48,8 +48,8 @@ def _trial_runs(client, experiment, study) -> dict[int, object]:
 
 
 def test_a_worker_killed_mid_finetune_is_retried_from_its_checkpoint(tmp_path):
-    """The default, one retry: trial 1's worker dies after it handed out a checkpoint (a
-    quarter of its steps); Tune runs it again in a new worker, which goes on from there."""
+    """The default, one retry: trial 1's worker dies after it handed out its checkpoint
+    (halfway); Tune runs it again in a new worker, which goes on from there."""
     driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
                     "search.n_trials=3", "finetune.steps=136")
     try:
@@ -70,7 +70,7 @@ def test_a_worker_killed_mid_finetune_is_retried_from_its_checkpoint(tmp_path):
     trials = optuna.load_study(study_name=studies[0].data.tags["study"], storage=storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     runs = _trial_runs(client, experiment, studies[0])
-    assert int(runs[1].data.tags["resumed_from_step"]) in (34, 68, 102)
+    assert runs[1].data.tags["resumed_from_step"] == "68"
     assert runs[1].data.metrics["steps"] == 136
     assert "resumed_from_step" not in runs[0].data.tags | runs[2].data.tags
 

@@ -32,9 +32,9 @@ from autoprune.study.retime import retime
 from autoprune.study.space import Plan, plan_search
 from autoprune.study.timing import StudyClock, breakdown, describe
 
-# Where a trial that may be retried hands out what resumes its fine-tune, as fractions of the
-# steps (and at every rung of multi-fidelity fine-tuning).
-CHECKPOINTS = (0.25, 0.5, 0.75)
+# Where a trial that may be retried hands out what resumes its fine-tune, as fractions of
+# its steps: once, halfway (each checkpoint is a round trip to the driver and a copy).
+CHECKPOINTS = (0.5,)
 
 
 def trial_settings(settings: Settings, base_latency_ms: float = math.nan) -> TrialSettings:
@@ -46,8 +46,8 @@ def trial_settings(settings: Settings, base_latency_ms: float = math.nan) -> Tri
                          schedule_steps=settings.pruning.schedule_steps,
                          schedule_finetune_steps=settings.pruning.schedule_finetune_steps,
                          check_steps=checks,
-                         checkpoint_steps=tuple(sorted({*checks, *rung_steps(
-                             CHECKPOINTS, ft.steps)})) if settings.search.max_failures else ())
+                         checkpoint_steps=rung_steps(CHECKPOINTS, ft.steps)
+                         if settings.search.max_failures else ())
 
 
 def _checks(settings: Settings) -> None:
