@@ -85,8 +85,8 @@ def _finetuned(prepared: Prepared, settings: Settings, previous: Any) -> float |
         return None
 
 
-def run_study(settings: Settings, output_dir: str) -> None:
-    """Run one study; see the README for what lands where."""
+def run_study(settings: Settings, output_dir: str) -> str:
+    """Run one study and return its MLflow run id; see the README for what lands where."""
     from autoprune.hardware.calibrate import calibrated
     from autoprune.search import runner
     from autoprune.search.latency_plan import plan_latency
@@ -132,6 +132,7 @@ def run_study(settings: Settings, output_dir: str) -> None:
         _search(settings, prepared, base, plan, profile, tracker, study_name, previous,
                 output_dir, clock)
         tracker.finish("FINISHED")
+        return tracker.run_id
     except BaseException:
         if tracker is not None:
             from autoprune.signals import received_signal
