@@ -34,6 +34,7 @@ TRIAL_METRICS = "trial_metrics"
 TRIAL_ERROR, TRIAL_TRACEBACK = "trial_error", "trial_traceback"
 # The step a retried trial's fine-tune went on from; the step of a checkpoint it handed out.
 RESUMED, CHECKPOINT_STEP = "resumed_from_step", "checkpoint_step"
+CHECKPOINT_ERROR = "checkpoint_error"  # why a trial could not hand out its checkpoint
 CHECKPOINT_FILE = "trial.pt"
 STARTED, FINISHED = "trial_started", "trial_finished"
 PROGRESS_EVERY_S = 2.0
@@ -131,9 +132,14 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
 
 
 def _save(saved: TrialCheckpoint) -> None:
-    """Hand Tune what resumes this trial's fine-tune (it keeps the latest only)."""
+    """Hand Tune what resumes this trial's fine-tune (it keeps the latest only). A model that
+    cannot be pickled whole is not checkpointed: its trial, if retried, starts over."""
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(saved, Path(folder) / CHECKPOINT_FILE)
+        try:
+            torch.save(saved, Path(folder) / CHECKPOINT_FILE)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint must never fail the trial
+            tune.report({CHECKPOINT_ERROR: f"{type(exc).__name__}: {exc}"[:300]})
+            return
         tune.report({CHECKPOINT_STEP: saved.state.step},
                     checkpoint=tune.Checkpoint.from_directory(folder))
 
