@@ -128,7 +128,7 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
                  "latency_ms": report["latency_ms"], TRIAL_METRICS: report,
                  "latency_source": result.latency.source, "device": str(device),
                  "gpu_ids": gpu_ids, STARTED: started, FINISHED: time.time(),
-                 RESUMED: restored.state.step if restored is not None else None})
+                 **({RESUMED: restored.state.step} if restored is not None else {})})
 
 
 def _save(saved: TrialCheckpoint) -> None:
