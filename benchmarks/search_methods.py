@@ -147,9 +147,8 @@ def iqr(values: Sequence[float | None], digits: int = 3, scale: float = 1.0) -> 
 
 def table(runs: list[dict], workload: str, methods: Sequence[str]) -> list[str]:
     _, _, metric, direction, drops = WORKLOADS[workload]
-    unit = "pt" if direction == "maximize" else "%"
-    scale = 100 if direction == "maximize" else 1
-    heads = ([f"hv q>={f}" for f in FLOORS] + [f"speedup within {scale * d:g} {unit}"
+    unit = "pt" if direction == "maximize" else "%"  # accuracy points, or % more perplexity
+    heads = ([f"hv q>={f}" for f in FLOORS] + [f"speedup within {100 * d:g} {unit}"
                                                for d in drops]
              + [f"{metric} at {b}x latency" for b in BUDGETS]
              + ["fine-tuning steps (of full)", "wall s"])
@@ -176,8 +175,14 @@ def main() -> None:
     parser.add_argument("--add", action="store_true",
                         help="keep the workload's other methods' results (each with the "
                         "command and commit that made it) and add these")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the .md from the .json (no studies run)")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every study")
     args = parser.parse_args()
+    if args.report:
+        (RESULTS / "search_methods.md").write_text(report(kept_results("search_methods",
+                                                                       "workloads")))
+        return
     started, made_at = time.monotonic(), commit()
     runs = []
     with tempfile.TemporaryDirectory() as caches:
