@@ -26,4 +26,7 @@ def known_deprecations() -> Iterator[None]:
     with warnings.catch_warnings():
         for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
             warnings.simplefilter("ignore", category)
+        # torch.ao's own deprecation notices come as UserWarnings ("... will be deprecated",
+        # "... are deprecated and will be removed").
+        warnings.filterwarnings("ignore", message=r"(?s).*deprecated", category=UserWarning)
         yield

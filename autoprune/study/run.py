@@ -111,11 +111,7 @@ def run_study(settings: Settings, output_dir: str) -> str:
         plan = plan_latency(profile, prepared.example)
         say(f"latency: PREDICTED, not measured: {plan.where}; {calibration_line}"
             if plan.source == "predicted" else f"latency: measured on {plan.where}")
-        if (plan.source == "measured" and "int8" in settings.pruning.quantize
-                and not profile.device.startswith("cpu")):
-            raise UserError(f"pruning.quantize int8 is measured with PyTorch's CPU kernels; "
-                            f"hardware={profile.name} measures on {profile.device}: use "
-                            "pruning.quantize=[none] or hardware.mode=predict")
+        _check_int8(settings, plan, profile)
         try:
             base_latency = settled_latency(plan.backend(profile, prepared.example),
                                            prepared.base.model)
@@ -146,6 +142,14 @@ def run_study(settings: Settings, output_dir: str) -> str:
         import ray
 
         ray.shutdown()
+
+
+def _check_int8(settings: Settings, plan: Any, profile: Any) -> None:
+    if (plan.source == "measured" and "int8" in settings.pruning.quantize
+            and not profile.device.startswith("cpu")):
+        raise UserError(f"pruning.quantize int8 is measured with PyTorch's CPU kernels; "
+                        f"hardware={profile.name} measures on {profile.device}: use "
+                        "pruning.quantize=[none] or hardware.mode=predict")
 
 
 def _announce(study_name: str, prepared: Prepared, base: Reference, latency: Any) -> None:

@@ -151,7 +151,8 @@ class StudyTracker:
         last = int(record.metrics.get("steps", 0)) if math.isfinite(
             record.metrics.get("steps", 0)) else 0
         curves = [Metric(k, float(v), int(at * 1000), int(step))
-                  for k, points in record.curves.items() for step, v, at in points]
+                  for k, points in record.curves.items() for step, v, at in points
+                  if not (k in record.metrics and step == last)]  # the final value says it
         finals = [Metric(k, float(v), now, last) for k, v in record.metrics.items()]
         params = [Param(k, str(v)) for k, v in sorted(record.params.items())]
         metrics = curves + finals

@@ -122,7 +122,7 @@ def test_gradient_clipping_bounds_each_step(work) -> None:  # noqa: ANN001
     train(clipped, work, dataclasses.replace(spec, grad_clip=1e-3))
 
     def moved(model: nn.Module) -> float:
-        return sum(float((p - start[n]).norm() ** 2)
+        return sum(float((p.detach() - start[n]).norm() ** 2)
                    for n, p in model.named_parameters()) ** 0.5
 
     assert moved(clipped) == pytest.approx(1e-3, rel=0.01) and moved(free) > 1e-2
