@@ -47,23 +47,33 @@ def _trial_runs(client, experiment, study) -> dict[int, object]:
     return {int(r.data.tags["trial_number"]): r for r in runs}
 
 
-def test_a_worker_killed_mid_finetune_is_retried_from_its_checkpoint(tmp_path):
-    """The default, one retry: trial 1's worker dies after it handed out its checkpoint
-    (halfway); Tune runs it again in a new worker, which goes on from there."""
+def _kill_trial_1_worker(tmp_path, wait, *extra: str) -> Driver:  # noqa: ANN001
+    """A 3-trial study, one trial at a time, whose worker is killed (SIGKILL) once trial 0
+    has finished and `wait()` returned; the study is left to finish."""
     driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
-                    "search.n_trials=3", "finetune.steps=136")
+                    "search.n_trials=3", "finetune.steps=136", *extra)
     try:
         driver.wait_for("[  1/3]")
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob("outputs/*/*/ray/*/trainable_????????_2_*/checkpoint_*")):
-            assert time.monotonic() < deadline, driver.output[-3000:]
-            time.sleep(0.2)
+        wait()
         workers = driver.workers("ImplicitFunc")
         assert len(workers) == 1, [title(p) for p in descendants(driver.pid)]
         os.kill(workers[0], signal.SIGKILL)
         assert driver.finish() == 0, driver.output[-3000:]
     finally:
         driver.kill_all()
+    return driver
+
+
+def test_a_worker_killed_mid_finetune_is_retried_from_its_checkpoint(tmp_path):
+    """The default, one retry: trial 1's worker dies after it handed out its checkpoint
+    (halfway); Tune runs it again in a new worker, which goes on from there."""
+    def checkpointed() -> None:  # trial 1 (Tune's second) handed out its checkpoint
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("outputs/*/*/ray/*/trainable_????????_2_*/checkpoint_*")):
+            assert time.monotonic() < deadline, "no checkpoint of trial 1"
+            time.sleep(0.2)
+
+    driver = _kill_trial_1_worker(tmp_path, checkpointed)
     assert "3 completed, 0 failed" in driver.output
     assert "[worker lost; resumed at step " in driver.output
     client, experiment, studies, storage = _stores(tmp_path)
@@ -76,17 +86,8 @@ def test_a_worker_killed_mid_finetune_is_retried_from_its_checkpoint(tmp_path):
 
 
 def test_a_worker_killed_mid_finetune_without_retries_fails_only_its_trial(tmp_path):
-    driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=cpu",
-                    "search.n_trials=3", "finetune.steps=136", "search.max_failures=0")
-    try:
-        driver.wait_for("[  1/3]")
-        time.sleep(1.0)  # trial 1 is fine-tuning
-        workers = driver.workers("ImplicitFunc")
-        assert len(workers) == 1, [title(p) for p in descendants(driver.pid)]
-        os.kill(workers[0], signal.SIGKILL)
-        assert driver.finish() == 0, driver.output[-3000:]
-    finally:
-        driver.kill_all()
+    driver = _kill_trial_1_worker(tmp_path, lambda: time.sleep(1.0),  # trial 1 fine-tunes
+                                  "search.max_failures=0")
     assert "trial   1: FAILED: WorkerDied: the trial's worker process died" in driver.output
     assert "2 completed, 1 failed" in driver.output
 
