@@ -43,6 +43,11 @@ WORKER_DIED = ("WorkerDied: the trial's worker process died (killed, or out of m
 OnProgress = Callable[[int, int | None, int, float], None]
 
 
+def _times(result: dict) -> dict[str, float]:
+    """The seconds per phase a trial reported (the `time_<phase>_s` metrics)."""
+    return {k: float(result[k]) for k in TIME_METRICS if k in result}
+
+
 def error_line(trial: Any) -> str:
     """The failed trial's reason in one line: the original exception, not Ray's wrapping."""
     from ray import cloudpickle
@@ -159,14 +164,12 @@ class StudyCallback(tune.Callback):
         if why is not None:
             metrics = {self.objective.metric: float(result.get(CHECK_METRIC, math.nan)),
                        "latency_ms": float(result.get(CHECK_LATENCY, math.nan)),
-                       "steps": float(result.get(CHECK_STEP, math.nan)),
-                       **{k: float(result[k]) for k in TIME_METRICS if k in result}}
+                       "steps": float(result.get(CHECK_STEP, math.nan)), **_times(result)}
             self._emit(self._record(trial, "stopped", metrics=metrics, error=why))
             return
         if TRIAL_ERROR in result:  # it failed on its own, and said why
             record = self._record(trial, "failed", error=str(result[TRIAL_ERROR]),
-                                  metrics={k: float(result[k]) for k in TIME_METRICS
-                                           if k in result})
+                                  metrics=_times(result))
             self._keep_traceback(record, text=str(result.get(TRIAL_TRACEBACK, "")))
             self._emit(record)
             return
@@ -186,18 +189,19 @@ class StudyCallback(tune.Callback):
             weights_key=trial.trial_id, feasible=self.searcher.constraints.met(*values),
             tags=tags, started=result.get(STARTED), finished=result.get(FINISHED)))
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def _drop_gate(self, trial: Any) -> None:
         if self.gate is not None:  # a worker that died may have held the core gate
             self.gate.drop.remote(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._drop_gate(trial)
         record = self._record(trial, "failed", error=error_line(trial))
         if trial.error_file and os.path.exists(trial.error_file):
             self._keep_traceback(record, source=trial.error_file)
         self._emit(record)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # Its worker died; Tune runs it again, from its last checkpoint when it left one.
-        if self.gate is not None:  # the dead worker may have held the core gate
-            self.gate.drop.remote(trial.trial_id)
+        self._drop_gate(trial)  # its worker died; Tune runs it again, from its checkpoint
 
     def _keep_traceback(self, record: TrialRecord, text: str = "", source: str = "") -> None:
         """The whole traceback (the record carries its last line), kept with the study's

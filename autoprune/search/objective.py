@@ -143,14 +143,20 @@ def prune_and_finetune(
         if last and on_step is not None:
             def callback(step: int, loss: float) -> None:
                 on_step(model, step, loss)
-        saves = None
-        if last and checkpoint is not None:
-            saves = Checkpoints(settings.checkpoint_steps, lambda state, masks=pruned.masks:
-                                checkpoint(TrialCheckpoint(model, masks, state)))
+        saves = _checkpoints(settings, checkpoint, model, pruned.masks) if last else None
         with watch.phase("train"):
             train(model, workload, dataclasses.replace(spec, steps=steps), pruned.masks, guard,
                   teacher, callback, checkpoints=saves)
     return model
+
+
+def _checkpoints(settings: TrialSettings, checkpoint: OnCheckpoint | None, model: nn.Module,
+                 masks: Masks | None) -> Checkpoints | None:
+    """When the fine-tune of `model` hands `checkpoint` what resumes it (None: never)."""
+    if checkpoint is None:
+        return None
+    return Checkpoints(settings.checkpoint_steps,
+                       lambda state: checkpoint(TrialCheckpoint(model, masks, state)))
 
 
 def resume_finetune(resume: TrialCheckpoint, base_model: nn.Module, workload: Workload,
@@ -163,13 +169,10 @@ def resume_finetune(resume: TrialCheckpoint, base_model: nn.Module, workload: Wo
     model = resume.model
     before_final(model)
     teacher = base_model if spec.distill_alpha > 0 else None
-    saves = None if checkpoint is None else Checkpoints(
-        settings.checkpoint_steps,
-        lambda state: checkpoint(TrialCheckpoint(model, resume.masks, state)))
     with watch.phase("train"):
         train(model, workload, spec, resume.masks, guard, teacher,
               lambda step, loss: on_step(model, step, loss), resume=resume.state,
-              checkpoints=saves)
+              checkpoints=_checkpoints(settings, checkpoint, model, resume.masks))
     return model
 
 

@@ -148,8 +148,8 @@ class StudyTracker:
         # (the same metric's values at the rungs, the training loss): MLflow's latest value
         # of each is the final one.
         now = int(time.time() * 1000)
-        last = int(record.metrics.get("steps", 0)) if math.isfinite(
-            record.metrics.get("steps", 0)) else 0
+        steps = record.metrics.get("steps", 0.0)
+        last = int(steps) if math.isfinite(steps) else 0
         curves = [Metric(k, float(v), int(at * 1000), int(step))
                   for k, points in record.curves.items() for step, v, at in points
                   if not (k in record.metrics and step == last)]  # the final value says it
