@@ -29,8 +29,10 @@ def finished(tmp_path_factory, store_templates) -> Path:
     copy_stores(store_templates, tmp)
     # The profile's own measurement settings: reproduce compares latencies across runs.
     quick = [o for o in QUICK if not o.startswith(("hardware.measure.", "tracking."))]
+    # The grid: its proposals do not depend on which trial finishes first or on measured
+    # latencies, so `reproduce` must propose the very same policies.
     result = cli("search", "hardware=cpu", f"cache_dir={tmp / 'cache'}", *quick, *SMALL_RESNET,
-                 "search.n_trials=3", cwd=str(tmp))
+                 "search.n_trials=3", "search=uniform", cwd=str(tmp))
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp
 
