@@ -9,7 +9,6 @@ driver itself (SIGINT, SIGTERM, SIGKILL) and resuming are in tests/search/test_r
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,8 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.fixtures.processes import Driver, alive, descendants, env, title
+from tests.fixtures.cluster import two_node_cluster
+from tests.fixtures.processes import Driver, alive, descendants, title
 
 # The small ResNet the searches start from is trained once per session (tests/conftest.py).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("warm_cache", "stores")]
@@ -144,24 +144,16 @@ def test_a_hung_bench_is_restarted_and_no_trial_is_lost(tmp_path):
     assert not alive(set(benches)), "the frozen bench must have been replaced"
 
 
-def _raylet_advertising(resource: str) -> int:
-    raylets = [int(p) for p in os.listdir("/proc") if p.isdigit()
-               and "raylet/raylet" in title(int(p)) and resource in title(int(p))]
-    assert len(raylets) == 1, raylets
-    return raylets[0]
-
-
 def test_a_device_that_leaves_mid_study_stops_it_with_a_clear_message(tmp_path, two_nodes):
-    port, cluster_env = two_nodes
     driver = Driver(tmp_path, *STUDY, *RESNET, f"cache_dir={tmp_path / 'cache'}", "hardware=jetson",
                     "hardware.device=cpu", "hardware.precision=fp32",
                     "hardware.measure.warmup_s=0", "hardware.measure.timeout_s=5",
                     "hardware.measure.attempts=2", "hardware.measure.give_up_after=2",
-                    "search.n_trials=8", "finetune.steps=34", f"ray.address=127.0.0.1:{port}",
-                    extra_env=cluster_env)
+                    "search.n_trials=8", "finetune.steps=34", f"ray.address={two_nodes.address}",
+                    extra_env=two_nodes.env)
     try:
         driver.wait_for("[  1/8]")
-        os.kill(_raylet_advertising("jetson"), signal.SIGKILL)  # the Jetson is unplugged
+        os.kill(two_nodes.raylet_advertising("jetson"), signal.SIGKILL)  # the Jetson is unplugged
         code = driver.finish(timeout=300)
     finally:
         driver.kill_all()
@@ -212,25 +204,8 @@ def test_two_studies_at_once_keep_their_trials_apart(tmp_path):
 
 @pytest.fixture
 def two_nodes():
-    """A local Ray cluster: a head with 2 CPUs and a node advertising `jetson` (its CPU)."""
-    from tests.search.test_search_e2e import _free_port
-
-    port = _free_port()
-    cluster_env = {"RAY_AUTH_MODE": "token"}
-    full_env = env(**cluster_env)
-
-    def ray_cli(*args: str) -> None:
-        subprocess.run(["ray", *args], env=full_env, check=True, capture_output=True,
-                       timeout=120)
-
-    ray_cli("start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false")
-    try:
-        ray_cli("start", f"--address=127.0.0.1:{port}", "--num-cpus=0",
-                "--resources=" + json.dumps({"jetson": 1}))
-        yield port, cluster_env
-    finally:
-        subprocess.run(["ray", "stop", "--force"], env=full_env, capture_output=True,
-                       timeout=120)
+    with two_node_cluster() as cluster:
+        yield cluster
 
 
 def test_fault_helpers_see_this_process_tree():

@@ -1,6 +1,6 @@
 """Where a trial's time goes: seconds spent reading data, pruning, training, evaluating,
-timing latency, and at the latency gate (waiting while a neighbour is measured, and the round
-trips to the gate)."""
+timing latency, at the latency gate (waiting while a neighbour is measured, and the round
+trips to the gate), and reporting to Ray Tune (each report waits for Tune's driver)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from autoprune.training import Guard, no_guard
 
-PHASES = ("data", "prune", "train", "evaluate", "latency", "gate")
+PHASES = ("data", "prune", "train", "evaluate", "latency", "gate", "report")
 
 
 def metric_name(phase: str) -> str:

@@ -102,19 +102,21 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or step == steps:
             last[0] = now
-            tune.report({PROGRESS_STEP: step, PROGRESS_STEPS: steps, PROGRESS_LOSS: loss})
+            with watch.phase("report"):
+                tune.report({PROGRESS_STEP: step, PROGRESS_STEPS: steps, PROGRESS_LOSS: loss})
 
     def on_check(step: int, metrics: dict[str, float], latency: Any) -> None:
-        tune.report({CHECK_STEP: step, CHECK_METRIC: metrics[context.task.metric],
-                     CHECK_LATENCY: latency.median_ms, **watch.metrics()})
+        with watch.phase("report"):
+            tune.report({CHECK_STEP: step, CHECK_METRIC: metrics[context.task.metric],
+                         CHECK_LATENCY: latency.median_ms, **watch.metrics()})
 
     restored = _restored()
+    save = functools.partial(_save, watch) if settings.checkpoint_steps else None
     try:
         result = run_trial(policy, context.base_model, context.groups, workload, settings,
                            context.plan.backend(context.profile, context.example), guard,
                            on_step, on_check, watch,
-                           checkpoint=_save if settings.checkpoint_steps else None,
-                           resume=restored)
+                           checkpoint=save, resume=restored)
     except Exception as exc:  # the trial's own failure: reported as such, never retried
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         cause = [line.strip() for line in text.splitlines() if line.strip()][-1]
@@ -122,7 +124,8 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
                      **watch.metrics()})
         return
     # The float weights: an int8 model is rebuilt from them and the same calibration data.
-    ray.get(store.put.remote(trial_id, result.model.state_dict()))
+    with watch.phase("report"):
+        ray.get(store.put.remote(trial_id, result.model.state_dict()))
     report = {**result.report(), **watch.metrics(), "steps": float(settings.finetune.steps)}
     tune.report({context.task.metric: report[context.task.metric],
                  "latency_ms": report["latency_ms"], TRIAL_METRICS: report,
@@ -131,10 +134,10 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
                  **({RESUMED: restored.state.step} if restored is not None else {})})
 
 
-def _save(saved: TrialCheckpoint) -> None:
+def _save(watch: Stopwatch, saved: TrialCheckpoint) -> None:
     """Hand Tune what resumes this trial's fine-tune (it keeps the latest only). A model that
     cannot be pickled whole is not checkpointed: its trial, if retried, starts over."""
-    with tempfile.TemporaryDirectory() as folder:
+    with watch.phase("report"), tempfile.TemporaryDirectory() as folder:
         try:
             torch.save(saved, Path(folder) / CHECKPOINT_FILE)
         except Exception as exc:  # noqa: BLE001 - a checkpoint must never fail the trial

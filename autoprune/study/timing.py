@@ -17,6 +17,8 @@ STAGES = {"base": "base model", "reference": "reference fine-tune", "trials": "t
 PHASE_WORDS = {"data": "reading data", "prune": "pruning", "train": "training",
                "evaluate": "evaluating", "latency": "timing latency",
                "gate": "waiting at the latency gate"}
+# The trial's own phases that are the framework's time: reports wait for Tune's driver.
+FRAMEWORK_PHASES = ("report",)
 
 
 @dataclass
@@ -38,7 +40,7 @@ class StudyClock:
 def breakdown(clock: StudyClock, records: Sequence[TrialRecord], slots: int) -> dict[str, float]:
     """The study's time as MLflow metrics: `time_<stage>_s`, the trials' summed
     `time_trials_<phase>_s`, and `share_<phase>` of the trial slots' time (stage seconds times
-    the concurrent trials), `share_framework` the rest."""
+    the concurrent trials), `share_framework` the rest (reports to Tune included)."""
     out = {"time_total_s": time.monotonic() - clock.started}
     out.update({f"time_{name}_s": s for name, s in clock.stages.items()})
     capacity = clock.stages["trials"] * max(slots, 1)
@@ -46,7 +48,8 @@ def breakdown(clock: StudyClock, records: Sequence[TrialRecord], slots: int) -> 
     out.update({f"time_trials_{p}_s": s for p, s in spent.items()})
     if capacity > 0:
         out.update({f"share_{p}": s / capacity for p, s in spent.items()})
-        out["share_framework"] = max(0.0, 1.0 - sum(spent.values()) / capacity)
+        work = sum(s for p, s in spent.items() if p not in FRAMEWORK_PHASES)
+        out["share_framework"] = max(0.0, 1.0 - work / capacity)
     return out
 
 
@@ -61,4 +64,5 @@ def describe(times: dict[str, float], slots: int) -> str:
                        for p, words in PHASE_WORDS.items() if times[f"share_{p}"] >= 0.005)
     return (f"{line}\n  of the trials' {slots} slots x {times['time_trials_s']:.0f} s: "
             f"{shares}, framework and idle slots {100 * times['share_framework']:.0f}% "
-            "(Ray, Optuna, MLflow, a slot waiting for its next trial)")
+            f"(of it {100 * times['share_report']:.0f}% trials waiting on Ray Tune to take "
+            "their reports; the rest Ray, Optuna, MLflow, a slot waiting for its next trial)")

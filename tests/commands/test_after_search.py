@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import copy_stores
+from tests.fixtures.cluster import free_port
 from tests.fixtures.processes import alive, descendants, title
 from tests.search.test_search_e2e import QUICK, SMALL_RESNET
 from tests.test_cli import cli
@@ -35,12 +36,6 @@ def finished(tmp_path_factory, store_templates) -> Path:
                  "search.n_trials=3", "search=uniform", cwd=str(tmp))
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def study_run(tmp: Path):
@@ -145,7 +140,7 @@ def test_apply_logs_an_onnx_model_whose_accuracy_matches_and_latency_is_measured
 
 @pytest.mark.slow
 def test_ui_serves_the_store_on_loopback(finished):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "autoprune", "ui", f"port={port}"],
                                cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
@@ -231,7 +226,7 @@ def _browser() -> str | None:
 def test_the_mlflow_ui_shows_the_study_its_front_and_the_plot_in_a_real_browser(finished,
                                                                                tmp_path):
     client, experiment, study = study_run(finished)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "autoprune", "ui", f"port={port}"],
                               cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)

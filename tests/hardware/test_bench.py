@@ -24,7 +24,7 @@ from autoprune.hardware.bench import (
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=100 * 1024 * 1024)
     yield
     ray.shutdown()

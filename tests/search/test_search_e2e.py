@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.fixtures.cluster import two_node_cluster
 from tests.fixtures.processes import env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,36 +176,16 @@ def test_unseen_hybrid_model_with_every_strategy_prunes_and_exports_correctly(tm
             assert torch.allclose(scripted(x), loaded.deployed(x), atol=1e-5)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
     """A local two-node Ray cluster whose second node advertises `jetson`: the bench runs there
     (this machine has no GPU, so that node times on its CPU) and every trial is measured."""
-    import json
-
-    port = _free_port()
-    cluster_env = {**os.environ, "RAY_AUTH_MODE": "token"}
-
-    def ray_cli(*args: str) -> None:
-        subprocess.run(["ray", *args], env=cluster_env, check=True, capture_output=True,
-                       timeout=120)
-
-    ray_cli("start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false")
-    try:
-        ray_cli("start", f"--address=127.0.0.1:{port}", "--num-cpus=0",
-                "--resources=" + json.dumps({"jetson": 1}))
+    with two_node_cluster() as cluster:
         listing = subprocess.run(
             [sys.executable, "-c", "import json, sys, ray; ray.init(address=sys.argv[1], "
              "logging_level='ERROR'); print(json.dumps({n['NodeID']: n['Resources'] "
-             "for n in ray.nodes() if n['Alive']}))", f"127.0.0.1:{port}"],
-            env=cluster_env, check=True, capture_output=True, text=True, timeout=120)
+             "for n in ray.nodes() if n['Alive']}))", cluster.address],
+            env=env(**cluster.env), check=True, capture_output=True, text=True, timeout=120)
         nodes = json.loads(listing.stdout.strip().splitlines()[-1])
         jetson_nodes = [node for node, res in nodes.items() if res.get("jetson")]
         assert len(nodes) == 2 and len(jetson_nodes) == 1
@@ -213,11 +193,8 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
             [sys.executable, "-m", "autoprune", "search", f"cache_dir={tmp_path / 'cache'}",
              *QUICK, *SMALL_RESNET, "hardware=jetson", "hardware.device=cpu",
              "hardware.precision=fp32", "hardware.measure.warmup_s=0", "search.n_trials=3",
-             f"ray.address=127.0.0.1:{port}"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=cluster_env)
-    finally:
-        subprocess.run(["ray", "stop", "--force"], env=cluster_env, capture_output=True,
-                       timeout=120)
+             f"ray.address={cluster.address}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env(**cluster.env))
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"latency: measured on Ray node {jetson_nodes[0][:12]} advertising 'jetson'" \
         in result.stdout

@@ -34,3 +34,13 @@ def test_without_trials_there_are_no_shares():
     times = breakdown(clock, [], slots=2)
     assert "share_framework" not in times
     assert describe(times, 2).startswith("time: ")
+
+
+def test_time_trials_spend_waiting_on_tune_counts_as_the_frameworks():
+    clock = StudyClock()
+    clock.stages.update(trials=50.0)
+    times = breakdown(clock, [_record(0, train=60.0, report=5.0)], slots=2)
+    assert times["share_report"] == pytest.approx(0.05)
+    assert times["share_framework"] == pytest.approx(0.4)  # the 5% reporting included
+    assert "framework and idle slots 40% (of it 5% trials waiting on Ray Tune" in \
+        describe(times, 2)
