@@ -80,10 +80,12 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
         assert t.data.metrics["time_train_s"] > 0 and t.data.metrics["time_latency_s"] > 0
         spent = sum(v for k, v in t.data.metrics.items() if k.startswith("time_"))
         assert spent <= (t.info.end_time - t.info.start_time) / 1000 + 1.0
-    # ... and the study's: printed and logged, the shares of the slots' time adding to one.
+    # ... and the study's: printed and logged, the shares of the slots' time adding to one
+    # (the trials' waits on Tune's driver are a part of the framework's share).
     assert "time: " in result.stdout and "framework and idle slots" in result.stdout
     shares = {k: v for k, v in study.data.metrics.items() if k.startswith("share_")}
-    assert sum(shares.values()) == pytest.approx(1.0) and shares["share_train"] > 0
+    assert sum(v for k, v in shares.items() if k != "share_report") == pytest.approx(1.0)
+    assert shares["share_train"] > 0 and 0 < shares["share_report"] <= shares["share_framework"]
     front = [t for t in trials if t.data.tags["pareto"] == "true"]
     assert front and all("test_accuracy" in t.data.metrics for t in front)
     # Optuna's side names its objectives and each trial's MLflow run (created as it started).
