@@ -165,6 +165,7 @@ def _announce(study_name: str, prepared: Prepared, base: Reference, latency: Any
 def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: Any,
              plan: Any, study_name: str, previous: Any) -> Any:
     """The study's MLflow run: a new one with its tags, metrics and config, or the resumed."""
+    from autoprune.tracking.datasets import split_inputs
     from autoprune.tracking.mlflow import StudyTracker
 
     tracker = StudyTracker(settings.tracking.uri, settings.tracking.experiment,
@@ -181,6 +182,7 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
         "base_model": prepared.base.path, "mlflow.note.content":
             f"autoprune study on {settings.hardware.description}; filter trials with "
             "tags.pareto = \"true\" for the front."})
+    tracker.log_inputs(split_inputs(settings.data, prepared.workload.data))
     stats = prepared.stats
     tracker.log_metrics({
         **base.metrics(), "base_latency_p90_ms": latency.p90_ms, "base_latency_cv": latency.cv,

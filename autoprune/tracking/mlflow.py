@@ -11,7 +11,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -102,6 +102,10 @@ class StudyTracker:
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
         return self.run_id
+
+    def log_inputs(self, datasets: Sequence[Any]) -> None:
+        """Log `mlflow.entities.DatasetInput`s (the study's data splits) to the study run."""
+        self.client.log_inputs(self.run_id, datasets=list(datasets))
 
     def log_metrics(self, metrics: Mapping[str, float], run_id: str | None = None) -> None:
         """Log metrics to the study run (or to `run_id`)."""
