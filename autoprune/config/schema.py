@@ -180,6 +180,7 @@ class TrackingConfig:
     uri: str
     experiment: str
     log_models: bool = True  # each front model as an MLflow model of its trial run
+    system_metrics: bool = True  # the machine's CPU, memory (GPU) use on the study run
 
 
 @dataclass(frozen=True)

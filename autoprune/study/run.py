@@ -162,6 +162,11 @@ def _announce(study_name: str, prepared: Prepared, base: Reference, latency: Any
         f"{len(prepared.groups)} prunable groups")
 
 
+def _watch_system(settings: Settings, tracker: Any) -> None:
+    if settings.tracking.system_metrics:
+        tracker.watch_system()
+
+
 def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: Any,
              plan: Any, study_name: str, previous: Any) -> Any:
     """The study's MLflow run: a new one with its tags, metrics and config, or the resumed."""
@@ -172,6 +177,7 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
                            prepared.task.objective)
     if previous is not None:
         tracker.resume(previous.info.run_id)
+        _watch_system(settings, tracker)
         return tracker
     tracker.start_study(study_name, settings.hardware.name, settings.raw, {
         "latency_source": plan.source, "latency_node": plan.node or "none",
@@ -182,6 +188,7 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
         "base_model": prepared.base.path, "mlflow.note.content":
             f"autoprune study on {settings.hardware.description}; filter trials with "
             "tags.pareto = \"true\" for the front."})
+    _watch_system(settings, tracker)
     tracker.log_inputs(split_inputs(settings.data, prepared.workload.data))
     stats = prepared.stats
     tracker.log_metrics({

@@ -20,6 +20,8 @@ from autoprune.errors import UserError
 from autoprune.search.records import TrialRecord
 from autoprune.stores import creating
 
+SYSTEM_EVERY_S = 10.0  # how often the study run samples the machine's use
+
 MAX_PARAM_LENGTH = 6000
 
 
@@ -85,6 +87,7 @@ class StudyTracker:
             self.experiment_id = (found.experiment_id if found is not None
                                   else self.client.create_experiment(experiment))
         self.run_id: str | None = None
+        self.watching = False  # logging system metrics to the study run (watch_system)
         self.objective_tags: dict[str, str] = objective.tags() if objective is not None else {}
 
     def start_study(self, study_name: str, hardware: str, config: Mapping[str, Any],
@@ -204,6 +207,26 @@ class StudyTracker:
     def log_artifact(self, path: str) -> None:
         self.client.log_artifact(self.run_id, path)
 
+    def watch_system(self, every_s: float = SYSTEM_EVERY_S) -> None:
+        """Log the machine's CPU, memory, disk and network use (and GPUs', with pynvml) to the
+        study run until `finish`: MLflow's system metrics (`system/...`), one sample every
+        `every_s` seconds. The run becomes this thread's active MLflow run meanwhile (nested
+        under the caller's own, if one is active)."""
+        import mlflow
+
+        mlflow.set_system_metrics_sampling_interval(every_s)
+        mlflow.set_system_metrics_samples_before_logging(1)
+        mlflow.start_run(run_id=self.run_id, nested=mlflow.active_run() is not None,
+                         log_system_metrics=True)
+        self.watching = True
+
     def finish(self, status: str = "FINISHED") -> None:
-        if self.run_id is not None:
+        if self.run_id is None:
+            return
+        if self.watching:  # ending the active run stops the sampling and sets the status
+            import mlflow
+
+            mlflow.end_run(status)
+            self.watching = False
+        else:
             self.client.set_terminated(self.run_id, status)

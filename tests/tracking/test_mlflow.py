@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -109,3 +111,25 @@ def test_a_trial_run_starts_with_its_trial_and_a_stopped_study_closes_the_open_o
     assert (closed.data.tags["state"], closed.data.tags["error"]) == (
         "failed", "interrupted: stopped")
     assert client.get_run(first).info.status == "FINISHED"
+
+
+def test_the_study_run_samples_the_machine_until_it_finishes(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = StudyTracker(uri, "unit", Objective("accuracy", "maximize"))
+    with mlflow.start_run(experiment_id=tracker.experiment_id) as outer:  # a caller's own run
+        run_id = tracker.start_study("s-1", "cpu", {}, {})
+        tracker.watch_system(every_s=0.5)
+        time.sleep(2.0)
+        tracker.finish("KILLED")
+        assert mlflow.active_run().info.run_id == outer.info.run_id  # the caller's run again
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    cpu = tracker.client.get_metric_history(run_id, "system/cpu_utilization_percentage")
+    assert len(cpu) >= 2 and all(0 <= m.value <= 100 for m in cpu)
+    assert "system/system_memory_usage_megabytes" in run.data.metrics
+    count = len(cpu)
+    time.sleep(1.0)  # finished: no more samples
+    assert len(tracker.client.get_metric_history(run_id,
+                                                 "system/cpu_utilization_percentage")) == count
