@@ -20,6 +20,9 @@ from pathlib import Path
 
 from common import RESULTS, commit, kept_results, machine, search, spread, write_results
 
+SHARES = ("share_train", "share_latency", "share_gate", "share_evaluate", "share_report",
+          "share_framework")
+
 
 def one_run(profile: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as folder:
@@ -48,6 +51,12 @@ def one_run(profile: str, extra: list[str]) -> dict:
         "its_test_accuracy": best.data.metrics.get("test_accuracy") if best else None,
         "its_latency_ms": best.data.metrics["latency_ms"] if best else None,
         "its_latency_cv": best.data.metrics["latency_cv"] if best else None,
+        **{k: m[k] for k in SHARES},
+        # The trials stage's seconds outside any trial: Tune starting the first trials'
+        # workers (a process each, importing torch) and winding down after the last.
+        "outside_trials_s": round(m["time_trials_s"] - (
+            max(t.info.end_time for t in trials) - min(t.info.start_time for t in trials))
+            / 1000, 2),
     }
 
 
@@ -90,6 +99,17 @@ def main() -> None:
             f"{100 * (first['base_accuracy_finetuned'] or 0):.2f}%) | "
             f"{spread([100 * r['its_test_accuracy'] for r in results if r['its_test_accuracy']])}"
             f"% ({100 * first['base_test_accuracy']:.2f}%) |")
+    lines += ["", "Where the trial slots' time went (% of the trials' wall time x "
+              "search.concurrency; median [min, max]):", "",
+              "| profile | training | timing latency | at the gate | evaluating | framework "
+              "and idle slots | of it, reports waiting on Tune | seconds outside any trial |",
+              "|---|---|---|---|---|---|---|---|"]
+    for profile, entry in profiles.items():
+        runs = [r for r in entry["runs"] if "share_framework" in r]
+        if runs:
+            cells = " | ".join(spread([100 * r[k] for r in runs], 1) for k in SHARES)
+            lines.append(f"| {profile} | {cells} | "
+                         f"{spread([r['outside_trials_s'] for r in runs], 1)} |")
     lines += [""] + [f"- {name}: `{entry['command']}` at commit {entry['commit']}, "
                      f"{entry['machine']}" for name, entry in profiles.items()]
     (RESULTS / "search_e2e.md").write_text("\n".join(lines) + "\n")
