@@ -34,8 +34,8 @@ def search(tmp: Path, *overrides: str, model: Sequence[str] = tuple(SMALL_RESNET
     # own package would be, in the driver and in Ray's workers. A FutureWarning (a deprecated
     # API of a dependency, Optuna's constraints_func was one) fails the study.
     return subprocess.run(
-        [sys.executable, "-W", "error::FutureWarning", "-m", "autoprune", "search", f"cache_dir={tmp / 'cache'}", *QUICK,
-         *model, *overrides],
+        [sys.executable, "-W", "error::FutureWarning", "-m", "autoprune", "search",
+         f"cache_dir={tmp / 'cache'}", *QUICK, *model, *overrides],
         cwd=tmp, capture_output=True, text=True, timeout=600, env=env(),
     )
 
