@@ -65,11 +65,13 @@ def main() -> None:
     parser.add_argument("--profiles", nargs="+", default=["jetson", "cpu"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the markdown table from the results file")
     args = parser.parse_args()
     made_at = commit()
     command = "python benchmarks/search_e2e.py " + " ".join(sys.argv[1:])
     profiles = kept_results("search_e2e", "profiles")
-    for profile in args.profiles:
+    for profile in [] if args.report else args.profiles:
         results = []
         for i in range(args.repeats):
             result = one_run(profile, args.overrides)
@@ -77,7 +79,13 @@ def main() -> None:
             results.append(result)
         profiles[profile] = {"command": command, "commit": made_at, "machine": machine(),
                              "runs": results}
-    write_results("search_e2e", "profiles", profiles)
+    if not args.report:
+        write_results("search_e2e", "profiles", profiles)
+    report(profiles)
+
+
+def report(profiles: dict) -> None:
+    """Write (and print) benchmarks/results/search_e2e.md from the profiles' results."""
     lines = ["Fresh cache and working directory every run; median [min, max] over runs.", "",
              "| profile | runs | wall time (s) | trials (stopped) | Pareto trials | latency | "
              "best speedup within 0.5 pt | best speedup within 1 pt of the reference | "
@@ -101,8 +109,9 @@ def main() -> None:
             f"% ({100 * first['base_test_accuracy']:.2f}%) |")
     lines += ["", "Where the trial slots' time went (% of the trials' wall time x "
               "search.concurrency; median [min, max]):", "",
-              "| profile | training | timing latency | at the gate | evaluating | framework "
-              "and idle slots | of it, reports waiting on Tune | seconds outside any trial |",
+              "| profile | training | timing latency | at the gate | evaluating | reports "
+              "waiting on Tune | framework and idle slots (those reports included) | seconds "
+              "outside any trial |",
               "|---|---|---|---|---|---|---|---|"]
     for profile, entry in profiles.items():
         runs = [r for r in entry["runs"] if "share_framework" in r]
