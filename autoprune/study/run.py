@@ -162,11 +162,6 @@ def _announce(study_name: str, prepared: Prepared, base: Reference, latency: Any
         f"{len(prepared.groups)} prunable groups")
 
 
-def _watch_system(settings: Settings, tracker: Any) -> None:
-    if settings.tracking.system_metrics:
-        tracker.watch_system()
-
-
 def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: Any,
              plan: Any, study_name: str, previous: Any) -> Any:
     """The study's MLflow run: a new one with its tags, metrics and config, or the resumed."""
@@ -174,10 +169,9 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
     from autoprune.tracking.mlflow import StudyTracker
 
     tracker = StudyTracker(settings.tracking.uri, settings.tracking.experiment,
-                           prepared.task.objective)
+                           prepared.task.objective, settings.tracking.system_metrics)
     if previous is not None:
         tracker.resume(previous.info.run_id)
-        _watch_system(settings, tracker)
         return tracker
     tracker.start_study(study_name, settings.hardware.name, settings.raw, {
         "latency_source": plan.source, "latency_node": plan.node or "none",
@@ -188,7 +182,6 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
         "base_model": prepared.base.path, "mlflow.note.content":
             f"autoprune study on {settings.hardware.description}; filter trials with "
             "tags.pareto = \"true\" for the front."})
-    _watch_system(settings, tracker)
     tracker.log_inputs(split_inputs(settings.data, prepared.workload.data))
     stats = prepared.stats
     tracker.log_metrics({

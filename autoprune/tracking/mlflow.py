@@ -72,7 +72,8 @@ class StudyTracker:
     """Writes one study to MLflow following the schema in the README. Study and trial runs
     carry the objective's tags (`objective_metric`, `objective_direction`)."""
 
-    def __init__(self, uri: str, experiment: str, objective: Any = None) -> None:
+    def __init__(self, uri: str, experiment: str, objective: Any = None,
+                 system_metrics: bool = False) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -87,6 +88,7 @@ class StudyTracker:
             self.experiment_id = (found.experiment_id if found is not None
                                   else self.client.create_experiment(experiment))
         self.run_id: str | None = None
+        self.system_metrics = system_metrics  # watch_system as the study run starts/resumes
         self.watching = False  # logging system metrics to the study run (watch_system)
         self.objective_tags: dict[str, str] = objective.tags() if objective is not None else {}
 
@@ -104,6 +106,8 @@ class StudyTracker:
         params = [Param(k, v) for k, v in flatten(config).items()]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
+        if self.system_metrics:
+            self.watch_system()
         return self.run_id
 
     def log_inputs(self, datasets: Sequence[Any]) -> None:
@@ -189,6 +193,8 @@ class StudyTracker:
         """Continue logging to an earlier study run (marked RUNNING again)."""
         self.run_id = run_id
         self.client.update_run(run_id, status="RUNNING")
+        if self.system_metrics:
+            self.watch_system()
 
     def mark_pareto(self, record: TrialRecord, scores: Mapping[str, float]) -> None:
         """Tag a trial run as on the front and add its final scores (`test_<metric>`, ...)."""
