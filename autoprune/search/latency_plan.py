@@ -11,7 +11,8 @@ import ray
 
 from autoprune.config import HardwareProfile
 from autoprune.errors import StudyFailed, UserError
-from autoprune.hardware.bench import Bench, BenchLatency, CoreGate
+from autoprune.hardware.bench import Bench, BenchLatency
+from autoprune.hardware.gate import CoreGate
 from autoprune.hardware.latency import LatencyBackend
 from autoprune.hardware.predictor import PredictedLatency
 

@@ -81,7 +81,7 @@ def _worker_data(cfg: DataConfig) -> Any:
 def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> None:
     """One trial under Tune: progress while fine-tuning, the check result at each rung, then
     the metrics; the fine-tuned weights go to the driver's weight store."""
-    from autoprune.hardware.bench import TrainingGuard
+    from autoprune.hardware.gate import TrainingGuard
 
     started = time.time()
     torch.set_num_threads(context.threads)
