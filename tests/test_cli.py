@@ -22,6 +22,26 @@ def cli(*args: str, cwd: str | None = None, env_extra: dict | None = None
                           text=True, cwd=cwd, env=env, timeout=120)
 
 
+@pytest.fixture
+def refused(capsys, monkeypatch):
+    """`python -m autoprune <args>` for an input refused before any work: run in this
+    process (a refusal must come before Hydra starts the job, so nothing of it lingers), as
+    (exit status, stderr); `test_missing_checkpoint_is_refused_before_anything_is_written`
+    checks the same path in a process of its own."""
+    from autoprune.cli import main
+
+    def run(*args: str, cwd) -> tuple[int, str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            return exc.code, capsys.readouterr().err
+        return 0, capsys.readouterr().err
+
+    return run
+
+
 def test_help_lists_groups_and_choices(tmp_path):
     result = cli("search", "--help", cwd=str(tmp_path))
     assert result.returncode == 0
@@ -101,14 +121,14 @@ def test_top_level_usage_lists_commands():
          "search.n_trials must be at least 1"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
-    result = cli(*args, cwd=str(tmp_path))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+def test_bad_input_is_one_line_exit_2(tmp_path, refused, args, expected):
+    code, stderr = refused(*args, cwd=tmp_path)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("autoprune: error: ")
     assert expected in lines[0]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == [], "a bad input must not write anything"
 
 
@@ -164,17 +184,17 @@ def _bad_files(folder):
          "data-wrong-shape", "no-prunable-groups", "storage-folder-missing",
          "tracking-folder-missing"],
 )
-def test_bad_files_are_refused_in_one_line_before_anything_is_written(tmp_path, args, expected):
+def test_bad_files_are_refused_in_one_line_before_anything_is_written(tmp_path, refused, args,
+                                                                    expected):
     inputs, work = tmp_path / "inputs", tmp_path / "work"
     inputs.mkdir()
     work.mkdir()
     _bad_files(inputs)
-    result = cli("search", *(a.replace("{in}", str(inputs)) for a in args),
-                 f"cache_dir={tmp_path / 'cache'}", cwd=str(work),
-                 env_extra={"PYTHONPATH": str(ROOT)})
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("autoprune: error: "), result.stderr
+    code, stderr = refused("search", *(a.replace("{in}", str(inputs)) for a in args),
+                           f"cache_dir={tmp_path / 'cache'}", cwd=work)
+    assert code == 2, stderr[-2000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoprune: error: "), stderr
     assert expected.replace("{in}", str(inputs)) in lines[0]
     assert list(work.iterdir()) == [], "a bad input must not write anything"
     assert not (tmp_path / "cache" / "base").exists() or not any(

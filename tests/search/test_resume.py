@@ -15,7 +15,7 @@ from autoprune.search.resume import INTERRUPTED_ATTR, counts
 from tests.fixtures.processes import Driver, alive, descendants, env, kill, title
 from tests.search.test_search_e2e import QUICK, SMALL_RESNET
 
-ARGS = ["search", *QUICK, *SMALL_RESNET, "hardware=jetson", "search.n_trials=6",
+ARGS = ["search", *QUICK, *SMALL_RESNET, "hardware=jetson", "search.n_trials=4",
         "search.concurrency=1", "search.seed_ratios=[]", "search=random"]
 # The small ResNet the searches start from is trained once per session (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("warm_cache")
@@ -31,7 +31,7 @@ def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stores, stop, 
     cache = f"cache_dir={tmp_path / 'cache'}"
     driver = Driver(tmp_path, *ARGS, cache)
     try:
-        driver.wait_for("[  2/6]")
+        driver.wait_for("[  2/4]")
         started = descendants(driver.pid)
         driver.send(stop, group=group)
         code = driver.finish(timeout=120)
@@ -62,7 +62,7 @@ def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stores, stop, 
                              cwd=tmp_path, capture_output=True, text=True, env=env(),
                              timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
-    assert "resuming study" in resumed.stdout and "[  6/6]" in resumed.stdout
+    assert "resuming study" in resumed.stdout and "[  4/4]" in resumed.stdout
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("autoprune")
@@ -73,13 +73,13 @@ def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stores, stop, 
                                storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
     states = [t.state for t in trials]
     assert optuna.trial.TrialState.RUNNING not in states
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 6
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4
     assert all(counts(t) or t.user_attrs.get(INTERRUPTED_ATTR) for t in trials)
     runs = client.search_runs([experiment.experiment_id],
                               f"tags.mlflow.parentRunId = '{studies[0].info.run_id}'")
     assert sorted(int(r.data.tags["trial_number"]) for r in runs) == [t.number for t in trials]
     complete = [r for r in runs if r.data.tags["state"] == "complete"]
-    assert len(complete) == 6
+    assert len(complete) == 4
     # Runs of trials that were in flight when the driver stopped are closed, not RUNNING.
     assert all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in runs)
     assert all(r.data.tags["state"] in ("complete", "failed", "stopped") for r in runs)
