@@ -60,6 +60,9 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "latency: measured on this machine" in result.stdout
     assert "[  4/4]" in result.stdout and "Pareto front of" in result.stdout
+    # Everything the command printed is also in its Hydra run folder, to the last line.
+    logs = list(tmp_path.glob("outputs/*/*/search.log"))
+    assert len(logs) == 1 and logs[0].read_text().endswith(result.stdout.splitlines()[-1] + "\n")
 
     client, study, trials = study_runs(tmp_path)
     assert study.data.tags["hardware"] == "cpu"
