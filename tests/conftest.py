@@ -8,6 +8,21 @@ from autoprune.cli import compose
 from autoprune.config import Settings, settings_from_dict
 
 
+def pytest_addoption(parser):
+    parser.addoption("--extended", action="store_true",
+                     help="also run the tests marked extended (about 20 minutes on 2 cores)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `extended` are skipped, saying how to run them, unless --extended."""
+    if config.getoption("--extended"):
+        return
+    skip = pytest.mark.skip(reason="extended suite: python -m pytest --extended")
+    for item in items:
+        if "extended" in item.keywords:
+            item.add_marker(skip)
+
+
 def make_settings(*overrides: str) -> Settings:
     """Settings composed from conf/ exactly as the CLI would, with overrides."""
     return settings_from_dict(compose("search", list(overrides)))

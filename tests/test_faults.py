@@ -24,7 +24,8 @@ from tests.fixtures.cluster import two_node_cluster
 from tests.fixtures.processes import Driver, alive, descendants, title
 
 # The small ResNet the searches start from is trained once per session (tests/conftest.py).
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("warm_cache", "stores")]
+pytestmark = [pytest.mark.slow, pytest.mark.extended,
+              pytest.mark.usefixtures("warm_cache", "stores")]
 
 STUDY = ["search", "search=random", "search.seed_ratios=[]", "search.concurrency=1",
          "search.early_stop=false", "finetune.base_steps=34", "hardware.measure.warmup=3",

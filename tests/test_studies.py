@@ -48,6 +48,7 @@ def test_an_unknown_study_is_one_clear_error():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize("name", STUDIES)
 def test_every_study_runs_in_smoke_mode_and_is_recorded(tmp_path, stores, name):
     result = subprocess.run(

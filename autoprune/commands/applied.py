@@ -13,6 +13,7 @@ from autoprune import specs
 from autoprune.config import Settings
 from autoprune.errors import UserError
 from autoprune.search.records import TrialRecord
+from autoprune.tracking.models import requirements
 
 
 def _latency(deployed: torch.nn.Module, model: torch.nn.Module, original: Settings,
@@ -155,6 +156,6 @@ def log_applied(uri: str, client: Any, study: Any, record: TrialRecord,
     with mlflow.start_run(run_id=run_id):
         mlflow.pytorch.log_model(model.eval(), name="mlflow_model",
                                  registered_model_name=register or None,
-                                 input_example=x.numpy())
+                                 input_example=x.numpy(), pip_requirements=requirements())
     client.set_terminated(run_id, "FINISHED")
     return run_id

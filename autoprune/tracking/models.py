@@ -16,6 +16,12 @@ from torch import nn
 NAME = "model"  # the logged model's name in its trial run
 
 
+def requirements() -> list[str]:
+    """What a logged model needs to load: torch, as this process has it. Stated, not inferred:
+    MLflow's inference loads the model again in a subprocess (seconds a model)."""
+    return [f"torch=={torch.__version__.split('+')[0]}"]
+
+
 def log_model(run_id: str, model: nn.Module, example: Any) -> str:
     """Log `model` (on the CPU) to the run `run_id` as the MLflow model `model` and return
     its URI (`models:/...`), the run left as it was. `example` is one input of batch size 1;
@@ -29,5 +35,5 @@ def log_model(run_id: str, model: nn.Module, example: Any) -> str:
     batch = torch.cat([example, example]).cpu().numpy()
     info = Model.log(None, name=NAME, flavor=mlflow.pytorch, run_id=run_id,
                      pytorch_model=model.eval(), input_example=batch,
-                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                     pip_requirements=requirements())
     return info.model_uri

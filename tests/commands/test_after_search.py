@@ -24,12 +24,16 @@ from tests.test_cli import cli
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, store_templates) -> Path:
-    """A small measured CPU study, left in tmp/mlflow.db."""
+def finished(tmp_path_factory, store_templates, trained_bases) -> Path:
+    """A small measured CPU study, left in tmp/mlflow.db (its base model from the session's
+    cache)."""
+    import shutil
+
     tmp = tmp_path_factory.mktemp("study")
     copy_stores(store_templates, tmp)
-    # The profile's own measurement settings: reproduce compares latencies across runs.
-    quick = [o for o in QUICK if not o.startswith(("hardware.measure.", "tracking."))]
+    shutil.copytree(trained_bases / "base", tmp / "cache" / "base")
+    # Front models logged as MLflow models.
+    quick = [o for o in QUICK if not o.startswith("tracking.")]
     # The grid: its proposals do not depend on which trial finishes first or on measured
     # latencies, so `reproduce` must propose the very same policies.
     result = cli("search", "hardware=cpu", f"cache_dir={tmp / 'cache'}", *quick, *SMALL_RESNET,
@@ -139,6 +143,7 @@ def test_apply_logs_an_onnx_model_whose_accuracy_matches_and_latency_is_measured
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_ui_serves_the_store_on_loopback(finished):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "autoprune", "ui", f"port={port}"],
@@ -171,6 +176,7 @@ def test_ui_serves_the_store_on_loopback(finished):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_reproduce_proposes_the_same_policies_with_the_same_accuracies(finished):
     client, experiment, study = study_run(finished)
     result = cli("reproduce", study.info.run_id, f"cache_dir={finished / 'cache'}",
@@ -222,6 +228,7 @@ def _browser() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.skipif(_browser() is None, reason="no Chromium here (Debian: apt install chromium)")
 def test_the_mlflow_ui_shows_the_study_its_front_and_the_plot_in_a_real_browser(finished,
                                                                                tmp_path):

@@ -14,6 +14,7 @@ QUICK = ["hardware.measure.warmup=2", "hardware.measure.repeats=3", "hardware.me
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_calibration_is_stored_and_then_used(tmp_path):
     result = cli("calibrate", "hardware=cpu", f"cache_dir={tmp_path}", *QUICK, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr

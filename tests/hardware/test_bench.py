@@ -116,6 +116,7 @@ def test_a_restarted_bench_releases_what_the_old_one_held(local_ray):
     ray.get(gate.exit_measure.remote(new))
 
 
+@pytest.mark.extended
 def test_a_hung_bench_is_restarted_and_answers(local_ray, settings_for):
     gate = CoreGate.options(name="hung-gate").remote()  # noqa: F841 (the handle keeps it alive)
     bench = Bench.options(max_restarts=-1, max_task_retries=-1).remote(

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.usefixtures("warm_cache")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stop", "group"), [(signal.SIGKILL, False), (signal.SIGINT, True),
-                                             (signal.SIGTERM, False)],
-                         ids=["SIGKILL", "ctrl-c", "SIGTERM"])
+@pytest.mark.parametrize(("stop", "group"), [
+    pytest.param(signal.SIGKILL, False, id="SIGKILL", marks=pytest.mark.extended),
+    pytest.param(signal.SIGINT, True, id="ctrl-c", marks=pytest.mark.extended),
+    pytest.param(signal.SIGTERM, False, id="SIGTERM", marks=pytest.mark.extended)])
 def test_a_stopped_search_resumes_to_exactly_its_budget(tmp_path, stores, stop, group):
     """Killed outright, Ctrl-C in a terminal (the whole process group) or SIGTERM from a
     scheduler: the same command with resume=true finishes the study."""

@@ -60,9 +60,10 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "latency: measured on this machine" in result.stdout
     assert "[  4/4]" in result.stdout and "Pareto front of" in result.stdout
-    # Everything the command printed is also in its Hydra run folder, to the last line.
+    # Everything the command printed is also in its Hydra run folder, to the last line (which
+    # need not be the log's last: Ray's shutdown may log a warning after it).
     logs = list(tmp_path.glob("outputs/*/*/search.log"))
-    assert len(logs) == 1 and logs[0].read_text().endswith(result.stdout.splitlines()[-1] + "\n")
+    assert len(logs) == 1 and result.stdout.splitlines()[-1] + "\n" in logs[0].read_text()
 
     client, study, trials = study_runs(tmp_path)
     assert study.data.tags["hardware"] == "cpu"
@@ -128,6 +129,7 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_diverging_trials_are_failed_everywhere_and_the_study_says_so(tmp_path):
     result = search(tmp_path, "hardware=jetson", "finetune.lr=1e30", "search.n_trials=2",
                     "search.seed_ratios=[]")
@@ -144,6 +146,7 @@ def test_diverging_trials_are_failed_everywhere_and_the_study_says_so(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_unseen_hybrid_model_with_every_strategy_prunes_and_exports_correctly(tmp_path):
     """Residuals, a concat, depthwise convolutions, SE gates and nn.MultiheadAttention in one
     model the package never saw, every strategy enabled: no crash, no broken model, and the
@@ -185,6 +188,7 @@ def test_unseen_hybrid_model_with_every_strategy_prunes_and_exports_correctly(tm
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
     """A local two-node Ray cluster whose second node advertises `jetson`: the bench runs there
     (this machine has no GPU, so that node times on its CPU) and every trial is measured."""
@@ -215,6 +219,7 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 # One per kind: the default (the grid, then refining the front), a genetic algorithm, and the
 # agent with its warm start (TPE runs in the measured CPU search above). The other samplers
 # run the same loop in miniature in test_samplers.py.
@@ -257,6 +262,7 @@ def test_every_search_method_runs_the_same_path_and_logs_alike(tmp_path, method)
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_hopeless_trials_are_stopped_early(tmp_path):
     """Margin 0: a trial that is behind a finished trial at least as fast, halfway through
     its fine-tuning, stops there (random proposals, predicted latency: deterministic)."""

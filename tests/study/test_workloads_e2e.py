@@ -31,6 +31,7 @@ def _trials(tmp: Path) -> tuple[MlflowClient, object, list]:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_language_model_search_logs_perplexity_to_minimise(tmp_path, stores):
     result = cli("search", *TINY_GPT, f"cache_dir={tmp_path / 'cache'}", cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,6 +53,7 @@ def test_a_language_model_search_logs_perplexity_to_minimise(tmp_path, stores):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_users_task_minimises_its_metric_under_a_constraint_and_reports_it(tmp_path, stores):
     result = cli("search", *REGRESSION, "search.max_relative_drop=0.5",
                  f"cache_dir={tmp_path / 'cache'}", cwd=str(tmp_path))
@@ -82,6 +84,7 @@ def test_a_users_task_minimises_its_metric_under_a_constraint_and_reports_it(tmp
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_trials_share_one_gpu_and_each_sees_the_id_it_was_given(tmp_path, warm_cache,
                                                                    stores):
     from tests.search.test_search_e2e import QUICK, SMALL_RESNET
@@ -111,6 +114,7 @@ def test_more_gpus_per_trial_than_the_cluster_has_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_dataset_too_large_to_hold_is_searched_within_bounded_memory(tmp_path, stores):
     """200,000 lazily generated 3x32x32 images (2.4 GB if materialised): no process of the
     search holds more than 1.5 GB."""
