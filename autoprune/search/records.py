@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,3 +34,10 @@ class TrialRecord:
     # Learning curves: metric name -> (step, value, time.time()) as the trial reported them
     # (the training loss while it fine-tuned, its validation metric at each rung).
     curves: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)
+
+    def final_step(self) -> int:
+        """The step its final metrics are logged at: where its fine-tuning ended. Anything
+        logged later for it (the front timed again) goes at this step too, so that MLflow's
+        latest value of a metric is the last one logged."""
+        steps = self.metrics.get("steps", 0.0)
+        return int(steps) if math.isfinite(steps) else 0

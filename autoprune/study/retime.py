@@ -74,7 +74,8 @@ def _retime(backend: Any, base_model: nn.Module, base: Reference, records: list[
             record.metrics["speedup"] = base.latency_ms / record.metrics["latency_ms"]
             if record.run_id:
                 tracker.log_metrics({k: record.metrics[k] for k in (*TIMING, "speedup")
-                                     if k in record.metrics}, record.run_id)
+                                     if k in record.metrics}, record.run_id,
+                                    step=record.final_step())
     if models:
         say(f"front timed again: {faster} of {len(models)} models faster than in the search")
     return base, models

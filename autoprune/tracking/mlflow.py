@@ -7,7 +7,6 @@ run), so concurrent trials never write to the store at the same time.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import time
@@ -114,12 +113,13 @@ class StudyTracker:
         """Log `mlflow.entities.DatasetInput`s (the study's data splits) to the study run."""
         self.client.log_inputs(self.run_id, datasets=list(datasets))
 
-    def log_metrics(self, metrics: Mapping[str, float], run_id: str | None = None) -> None:
-        """Log metrics to the study run (or to `run_id`)."""
+    def log_metrics(self, metrics: Mapping[str, float], run_id: str | None = None,
+                    step: int = 0) -> None:
+        """Log metrics to the study run (or to `run_id`), at `step`."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id or self.run_id, metrics=[Metric(k, float(v), now, 0)
+        self.client.log_batch(run_id or self.run_id, metrics=[Metric(k, float(v), now, step)
                                                               for k, v in metrics.items()])
 
     def _trial_tags(self, number: int, study_name: str, state: str) -> dict[str, str]:
@@ -159,8 +159,7 @@ class StudyTracker:
         # (the same metric's values at the rungs, the training loss): MLflow's latest value
         # of each is the final one.
         now = int(time.time() * 1000)
-        steps = record.metrics.get("steps", 0.0)
-        last = int(steps) if math.isfinite(steps) else 0
+        last = record.final_step()
         curves = [Metric(k, float(v), int(at * 1000), int(step))
                   for k, points in record.curves.items() for step, v, at in points
                   if not (k in record.metrics and step == last)]  # the final value says it
