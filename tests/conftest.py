@@ -86,10 +86,7 @@ def trained_bases(tmp_path_factory):
 def warm_cache(tmp_path, trained_bases):
     """tmp_path/cache with that base model already in it (a copy: nothing else is shared
     between tests, latency caches included)."""
-    import shutil
-
-    shutil.copytree(trained_bases / "base", tmp_path / "cache" / "base")
-    return tmp_path / "cache"
+    return copy_base(trained_bases, tmp_path / "cache")
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +116,11 @@ def stores(tmp_path, store_templates):
     before its first run."""
     copy_stores(store_templates, tmp_path)
     return tmp_path
+
+
+def copy_base(bases, cache):
+    """Put the session's trained base model into the cache folder `cache`; returns `cache`."""
+    import shutil
+
+    shutil.copytree(bases / "base", cache / "base")
+    return cache

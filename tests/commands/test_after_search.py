@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import copy_stores
+from tests.conftest import copy_base, copy_stores
 from tests.fixtures.cluster import free_port
 from tests.fixtures.processes import alive, descendants, title
 from tests.search.test_search_e2e import QUICK, SMALL_RESNET
@@ -27,11 +27,9 @@ from tests.test_cli import cli
 def finished(tmp_path_factory, store_templates, trained_bases) -> Path:
     """A small measured CPU study, left in tmp/mlflow.db (its base model from the session's
     cache)."""
-    import shutil
-
     tmp = tmp_path_factory.mktemp("study")
     copy_stores(store_templates, tmp)
-    shutil.copytree(trained_bases / "base", tmp / "cache" / "base")
+    copy_base(trained_bases, tmp / "cache")
     # Front models logged as MLflow models.
     quick = [o for o in QUICK if not o.startswith("tracking.")]
     # The grid: its proposals do not depend on which trial finishes first or on measured
