@@ -265,8 +265,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise UserError("comma-separated values sweep: add -m to run one job per value")
         if multirun and any(a in ("--cfg", "-c") for a in flags):
             raise UserError("--cfg shows the config of one run: leave out -m, or --cfg")
+        check = getattr(module, "check", None)  # a command's own inputs, refused up front
         for run in runs:
-            settings_from_dict(compose(command, run))
+            settings = settings_from_dict(compose(command, run))
+            if check is not None:
+                check(settings)
     except UserError as exc:
         _fail(str(exc))
     _run_hydra(command, module, [*flags, *overrides])

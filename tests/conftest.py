@@ -124,3 +124,23 @@ def copy_base(bases, cache):
 
     shutil.copytree(bases / "base", cache / "base")
     return cache
+
+
+@pytest.fixture
+def refused(capsys, monkeypatch):
+    """`python -m autoprune <args>` for an input refused before any work: run in this
+    process (a refusal must come before Hydra starts the job, so nothing of it lingers), as
+    (exit status, stderr); `test_missing_checkpoint_is_refused_before_anything_is_written`
+    checks the same path in a process of its own."""
+    from autoprune.cli import main
+
+    def run(*args: str, cwd) -> tuple[int, str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            return exc.code, capsys.readouterr().err
+        return 0, capsys.readouterr().err
+
+    return run

@@ -22,26 +22,6 @@ def cli(*args: str, cwd: str | None = None, env_extra: dict | None = None
                           text=True, cwd=cwd, env=env, timeout=120)
 
 
-@pytest.fixture
-def refused(capsys, monkeypatch):
-    """`python -m autoprune <args>` for an input refused before any work: run in this
-    process (a refusal must come before Hydra starts the job, so nothing of it lingers), as
-    (exit status, stderr); `test_missing_checkpoint_is_refused_before_anything_is_written`
-    checks the same path in a process of its own."""
-    from autoprune.cli import main
-
-    def run(*args: str, cwd) -> tuple[int, str]:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            return exc.code, capsys.readouterr().err
-        return 0, capsys.readouterr().err
-
-    return run
-
-
 def test_help_lists_groups_and_choices(tmp_path):
     result = cli("search", "--help", cwd=str(tmp_path))
     assert result.returncode == 0

@@ -1,56 +1,65 @@
-"""`python -m autoprune latency`: one model's latency on a profile, measured and/or predicted."""
+"""`python -m autoprune latency`: one model's latency on a profile, measured and/or predicted;
+the model as configured, or pruned by a policy file (`policy=<policy.yaml>`); as text or as one
+JSON object (`format=json`)."""
 
 from __future__ import annotations
 
-import torch
+import json
+from typing import Any
 
 from autoprune.config import Settings
 from autoprune.errors import UserError
-from autoprune.hardware.latency import Latency, settled_latency
-from autoprune.hardware.measure import MeasuredLatency, measurable_here
-from autoprune.hardware.predictor import predict_latency
-from autoprune.models import build_model
-from autoprune.models.base import load_checkpoint
-from autoprune.pruning import model_stats
 
 SUMMARY = "measure and/or predict a model's latency on a hardware profile"
+FORMATS = ("text", "json")
 
 
-def describe(latency: Latency, blocks: str = "") -> str:
-    """One line: median with its spread, p90, where."""
-    if latency.source == "predicted":
-        return f"predicted {latency.median_ms:.4f} ms ({latency.device})"
-    return (f"measured  {latency.median_ms:.4f} ms +/- {100 * latency.cv:.1f}% (robust CV"
-            f"{blocks}), p90 {latency.p90_ms:.4f} ms ({latency.device})")
+def describe(entry: dict[str, Any], blocks: str = "") -> str:
+    """One line: median with its spread (or the prediction's error), p90, where."""
+    if entry["source"] == "predicted":
+        error = entry.get("relative_error")
+        off = f", off by {100 * error:.1f}% on its calibration" if error is not None else ""
+        return f"predicted {entry['median_ms']:.4f} ms ({entry['device']}{off})"
+    return (f"measured  {entry['median_ms']:.4f} ms +/- {100 * entry['cv']:.1f}% (robust CV"
+            f"{blocks}), p90 {entry['p90_ms']:.4f} ms ({entry['device']})")
+
+
+def text(out: dict[str, Any]) -> list[str]:
+    """The lines `latency` prints without format=json."""
+    pruned = f", pruned: {out['policy_summary']}" if out["policy"] else ""
+    lines = [f"{out['model']}: {out['params']:,} parameters, {out['macs'] / 1e6:.2f} M MACs per "
+             f"example, input {out['input']}, batch {out['batch_size']}, {out['precision']}"
+             f"{pruned}"]
+    m = out["measured"]
+    if m is not None:
+        lines.append(describe(m, f" of {m['repeats']} blocks of {m['number']} runs, "
+                                 f"{m['threads']} thread(s)"))
+    else:
+        lines.append(f"measured  -  ({out['not_measured']})")
+    if out["predicted"] is not None:
+        lines.append(f"{describe(out['predicted'])}; {out['predicted']['calibration']}")
+    return lines
+
+
+def check(settings: Settings) -> None:
+    """Refuse a format that is not one, and a policy file that is missing or not a policy."""
+    from autoprune.model_latency import read_policy
+
+    form = str(settings.raw.get("format", "text"))
+    if form not in FORMATS:
+        raise UserError(f"format={form} is not a format; choose one of: {', '.join(FORMATS)}")
+    if settings.raw.get("policy"):
+        read_policy(str(settings.raw["policy"]))
 
 
 def run(settings: Settings, output_dir: str) -> None:
     """Print the model's size and its latency on `settings.hardware`."""
-    from autoprune import specs
-    from autoprune.hardware.calibrate import calibrated
-    from autoprune.hardware.latency import input_signature
+    from autoprune.model_latency import model_latency
 
-    profile, calibration = calibrated(settings.hardware, settings.cache_dir)
-    example = specs.workload(settings).example()
-    torch.manual_seed(settings.seed)
-    model = build_model(settings.model).eval()
-    if settings.model.checkpoint:
-        load_checkpoint(model, settings.model.checkpoint)
-    measurable, why_not = measurable_here(profile)
-    if not measurable and (profile.roofline is None or profile.mode == "measure"):
-        raise UserError(f"hardware={profile.name} cannot be measured here: {why_not}"
-                        + ("; hardware.mode=predict uses its latency model"
-                           if profile.roofline is not None else ""))
-    stats = model_stats(model, example)
-    print(f"{settings.model.name}: {stats['params']:,.0f} parameters, {stats['macs'] / 1e6:.2f} M "
-          f"MACs per example, input {input_signature(example)}, batch {profile.batch_size}, "
-          f"{profile.precision}")
-    if measurable:
-        m = profile.measure
-        latency = settled_latency(MeasuredLatency(profile, example), model)
-        print(describe(latency, f" of {m.repeats} blocks of {m.number} runs, "
-                                f"{profile.threads} thread(s)"), flush=True)
+    check(settings)
+    policy = settings.raw.get("policy")
+    out = model_latency(settings, str(policy) if policy else None)
+    if settings.raw.get("format") == "json":
+        print(json.dumps(out), flush=True)
     else:
-        print(f"measured  -  ({why_not})")
-    if profile.roofline is not None:
-        print(f"{describe(predict_latency(model, example, profile))}; {calibration}")
+        print("\n".join(text(out)), flush=True)

@@ -214,3 +214,13 @@ def calibrated(profile: HardwareProfile, cache_dir: str) -> tuple[HardwareProfil
         return profile, f"latency model uncalibrated ({path} is unreadable: {exc})"
     return (dataclasses.replace(profile, roofline=roofline),
             f"latency model calibrated on {data.get('device', '?')} at {data.get('created', '?')}")
+
+
+def calibration_fit(cache_dir: str, profile: HardwareProfile) -> dict[str, float] | None:
+    """How well the stored calibration fitted its samples (`mape`, `kendall_tau`, `samples`),
+    or None when the profile is uncalibrated or its file is unreadable."""
+    try:
+        data = json.loads(calibration_path(cache_dir, profile).read_text())
+        return {**data["fit_after"], "samples": data["samples"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

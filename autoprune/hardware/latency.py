@@ -50,7 +50,7 @@ class LatencyBackend(Protocol):
 
 
 def settled_latency(backend: LatencyBackend, model: nn.Module, attempts: int = 5,
-                    gain: float = 0.02) -> Latency:
+                    gain: float = 0.02, int8_calibration: torch.Tensor | None = None) -> Latency:
     """A reference latency (every speedup divides by it): measured again, a second apart,
     until a measurement is no longer more than `gain` faster than the best so far (at most
     `attempts` measurements).
@@ -58,14 +58,14 @@ def settled_latency(backend: LatencyBackend, model: nn.Module, attempts: int = 5
     A burst of other work (Ray starting, a previous study's processes exiting) can slow a whole
     measurement evenly, which its spread does not reveal, and it can last a few seconds;
     interference only adds time, so the fastest is kept (`refresh` keeps the faster).
-    Predictions are returned as they are.
+    Predictions are returned as they are. `int8_calibration` times the int8 version.
     """
-    best = backend.latency(model)
+    best = backend.latency(model, int8_calibration=int8_calibration)
     if best.source != "measured":
         return best
     for _ in range(attempts - 1):
         time.sleep(1.0)
-        again = backend.latency(model, refresh=True)
+        again = backend.latency(model, refresh=True, int8_calibration=int8_calibration)
         improved = again.median_ms < (1.0 - gain) * best.median_ms
         best = min(best, again, key=lambda latency: latency.median_ms)
         if not improved:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -49,3 +50,30 @@ def test_unknown_profile_lists_every_profile(tmp_path):
     assert ("unknown hardware 'orin'; choose one of: cpu, cuda, jetson, jetson_agx_orin, "
             "jetson_nano, jetson_orin_nano_super, jetson_orin_nx, jetson_xavier_nx"
             ) in result.stderr
+
+
+def test_json_is_one_object_with_the_pruned_models_measured_spread(tmp_path):
+    (tmp_path / "policy.yaml").write_text("groups:\n  stem.0: {strategy: channel, ratio: 0.5}\n")
+    result = cli("latency", "hardware=cpu", *QUICK, "policy=policy.yaml", "format=json",
+                 cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)  # the whole of stdout
+    assert out["policy"] == "policy.yaml" and out["policy_summary"] == "channel 1/1 @0.50"
+    measured = out["measured"]
+    assert measured["source"] == "measured" and measured["median_ms"] > 0
+    assert measured["p90_ms"] >= measured["median_ms"] and 0 <= measured["cv"] < 1
+    assert (measured["repeats"], measured["number"], measured["threads"]) == (5, 5, 1)
+    assert out["predicted"]["source"] == "predicted"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["format=xml"], "format=xml is not a format; choose one of: text, json"),
+    (["policy=missing.yaml"], "policy=missing.yaml: no such file"),
+])
+def test_bad_format_or_policy_is_refused_up_front(tmp_path, refused, args, expected):
+    code, stderr = refused("latency", *args, cwd=tmp_path)
+    assert code == 2
+    assert stderr.strip() == f"autoprune: error: {expected}" or (
+        stderr.strip().startswith(f"autoprune: error: {expected}")
+        and len(stderr.strip().splitlines()) == 1)
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -59,6 +59,15 @@ def test_unreadable_calibration_is_ignored_and_said(cpu, tmp_path):
     path.write_text("{not json")
     profile, line = cal.calibrated(cpu, str(tmp_path))
     assert profile == cpu and "unreadable" in line
+    assert cal.calibration_fit(str(tmp_path), cpu) is None
+
+
+def test_the_fit_of_a_stored_calibration_is_read_back(cpu, tmp_path):
+    assert cal.calibration_fit(str(tmp_path), cpu) is None  # uncalibrated
+    cal.save(cal.calibration_path(str(tmp_path), cpu), cpu, cpu.roofline, "cpu",
+             {"mape": 0.3, "kendall_tau": 0.7}, {"mape": 0.05, "kendall_tau": 0.95}, 36)
+    assert cal.calibration_fit(str(tmp_path), cpu) == {"mape": 0.05, "kendall_tau": 0.95,
+                                                       "samples": 36}
 
 
 def test_variants_are_seeded_and_the_first_is_unpruned():
