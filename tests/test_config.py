@@ -41,6 +41,11 @@ def test_profiles_state_what_the_latency_model_needs(settings_for):
     ("overrides", "message"),
     [
         (["hardware.mode=sometimes"], "unknown hardware.mode 'sometimes'"),
+        (["hardware.measure_policy=some"],
+         "unknown hardware.measure_policy 'some'; choose from all, adaptive"),
+        (["hardware=cpu", "hardware.measure_policy=adaptive", "hardware.roofline=null"],
+         "hardware.measure_policy=adaptive learns from the latency model, and hardware=cpu "
+         "has none"),
         (["hardware.precision=fp8"], "unknown hardware.precision 'fp8'"),
         (["hardware.backend=vulkan"], "unknown hardware.backend 'vulkan'"),
         (["hardware=cpu", "hardware.backend=tensorrt"],

@@ -151,6 +151,7 @@ class HardwareProfile:
     alignment: int
     measure: MeasureConfig
     roofline: RooflineConfig | None
+    measure_policy: str = "all"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from autoprune.config.values import check, choices, one_of, typed
 from autoprune.errors import UserError
 
 MODES = ("measure", "predict", "auto")
+MEASURE_POLICIES = ("all", "adaptive")
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "uniform", "refine", "amc")
@@ -148,6 +149,7 @@ def hardware(raw: dict[str, Any]) -> HardwareProfile:
     profile = typed(HardwareProfile, "hardware", {**values, "measure": measure,
                                                    "roofline": roofline})
     one_of("hardware.mode", profile.mode, MODES)
+    one_of("hardware.measure_policy", profile.measure_policy, MEASURE_POLICIES)
     one_of("hardware.backend", profile.backend, BACKENDS)
     one_of("hardware.precision", profile.precision, PRECISIONS)
     check(profile.backend != "tensorrt" or profile.device.startswith("cuda"),
@@ -164,6 +166,9 @@ def hardware(raw: dict[str, Any]) -> HardwareProfile:
     if profile.mode == "predict":
         check(roofline is not None,
               f"hardware={profile.name} has no latency model (roofline); use mode=measure")
+    check(profile.measure_policy == "all" or roofline is not None,
+          f"hardware.measure_policy=adaptive learns from the latency model, and hardware="
+          f"{profile.name} has none (roofline); use measure_policy=all")
     if roofline is not None:
         check(profile.precision in roofline.peak_tflops,
               f"hardware.roofline.peak_tflops has no figure for {profile.precision}")

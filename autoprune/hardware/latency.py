@@ -18,7 +18,9 @@ class Latency:
 
     `source` is "measured" or "predicted"; a predicted figure is never reported as measured.
     For measurements, `p90_ms` and `cv` (robust coefficient of variation of the timed blocks)
-    give the spread; for predictions both describe the model, not noise (p90 = median, cv 0).
+    give the spread; for predictions both describe the model, not noise (p90 = median, cv 0),
+    and `uncertainty`, where known, is the log-scale standard deviation of the prediction
+    (0: not estimated).
     """
 
     median_ms: float
@@ -26,6 +28,7 @@ class Latency:
     cv: float
     source: str
     device: str
+    uncertainty: float = 0.0
 
     def to_dict(self) -> dict[str, float | str]:
         return asdict(self)

@@ -15,7 +15,7 @@ from ray import tune
 
 from autoprune.hardware.bench import BenchUnavailable
 from autoprune.pruning import Policy
-from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP
+from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_SOURCE, CHECK_STEP
 from autoprune.search.latency_plan import LatencyPlan
 from autoprune.search.pareto import front_records
 from autoprune.search.records import INTERRUPTED, TrialRecord
@@ -165,7 +165,9 @@ class StudyCallback(tune.Callback):
             metrics = {self.objective.metric: float(result.get(CHECK_METRIC, math.nan)),
                        "latency_ms": float(result.get(CHECK_LATENCY, math.nan)),
                        "steps": float(result.get(CHECK_STEP, math.nan)), **_times(result)}
-            self._emit(self._record(trial, "stopped", metrics=metrics, error=why))
+            source = result.get(CHECK_SOURCE)
+            self._emit(self._record(trial, "stopped", metrics=metrics, error=why,
+                                    **({"latency_source": str(source)} if source else {})))
             return
         if TRIAL_ERROR in result:  # it failed on its own, and said why
             record = self._record(trial, "failed", error=str(result[TRIAL_ERROR]),

@@ -11,6 +11,7 @@ from autoprune.tasks import Objective
 
 # The result a trial reports at each rung of its fine-tuning.
 CHECK_STEP, CHECK_METRIC, CHECK_LATENCY = "check_step", "check_metric", "check_latency_ms"
+CHECK_SOURCE = "check_latency_source"  # measured, or predicted (adaptive measurement)
 
 
 def rung_steps(rungs: Sequence[float], steps: int) -> tuple[int, ...]:

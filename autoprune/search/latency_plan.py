@@ -26,11 +26,32 @@ class LatencyPlan:
     bench: Any = None
     gate: Any = None
     node: str = ""  # Ray node id of the bench, when measured
+    learner: Any = None  # the LatencyLearner actor, under hardware.measure_policy=adaptive
 
-    def backend(self, profile: HardwareProfile, example: Any) -> LatencyBackend:
-        if self.bench is not None:
-            return BenchLatency(self.bench, profile.measure.timeout_s, profile.measure.attempts)
-        return PredictedLatency(profile, example)
+    def backend(self, profile: HardwareProfile, example: Any,
+                trial: str | None = None) -> LatencyBackend:
+        """The backend of trial `trial` (adaptive when the plan learns), or of the driver
+        (`trial` None: always the bench, or the latency model)."""
+        if self.bench is None:
+            return PredictedLatency(profile, example)
+        bench = BenchLatency(self.bench, profile.measure.timeout_s, profile.measure.attempts)
+        if self.learner is None or trial is None:
+            return bench
+        from autoprune.search.adaptive import AdaptiveLatency
+
+        return AdaptiveLatency(bench, PredictedLatency(profile, example), self.learner, trial)
+
+    def learn(self, model: Any, profile: HardwareProfile, example: Any, measured_ms: float,
+              int8_calibration: Any = None) -> None:
+        """Give the learner a measurement made outside the trials (the base model's)."""
+        if self.learner is not None:
+            predicted = PredictedLatency(profile, example).latency(
+                model, int8_calibration=int8_calibration).median_ms
+            ray.get(self.learner.measured_one.remote("", predicted, measured_ms))
+
+    def learnt(self) -> dict[str, float]:
+        """The learner's summary (MLflow metrics), or nothing when the plan does not learn."""
+        return ray.get(self.learner.summary.remote()) if self.learner is not None else {}
 
 
 def plan_latency(profile: HardwareProfile, example: Any) -> LatencyPlan:
@@ -52,8 +73,19 @@ def plan_latency(profile: HardwareProfile, example: Any) -> LatencyPlan:
         bench = Bench.options(resources={resource: 1}, max_restarts=-1,
                               max_task_retries=-1).remote(profile, example, None)
         node = _bench_node(bench, profile)
-        return LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'", bench,
-                           node=node)
+        plan = LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'",
+                           bench, node=node)
+    else:
+        plan = _bench_here(profile, example)
+    if profile.measure_policy == "adaptive":
+        from autoprune.search.adaptive import LatencyLearner
+
+        plan.learner = LatencyLearner.options(scheduling_strategy=here()).remote()
+    return plan
+
+
+def _bench_here(profile: HardwareProfile, example: Any) -> LatencyPlan:
+    """A bench on this machine, with the core gate that pauses training while it measures."""
     pin = here()
     gate_name = f"autoprune-core-gate-{os.getpid()}-{time.time_ns()}"
     gate = CoreGate.options(scheduling_strategy=pin, name=gate_name).remote()

@@ -86,8 +86,10 @@ class TrialResult:
 
     def report(self) -> dict[str, float]:
         """The numbers a study reports and logs per trial."""
+        uncertain = self.latency.source == "predicted" and self.latency.uncertainty > 0
         return {**self.metrics, "latency_ms": self.latency.median_ms,
                 "latency_p90_ms": self.latency.p90_ms, "latency_cv": self.latency.cv,
+                **({"latency_uncertainty": self.latency.uncertainty} if uncertain else {}),
                 "speedup": self.speedup, **self.stats}
 
 
@@ -245,13 +247,25 @@ def run_trial(
     else:
         model = prune_and_finetune(policy, base_model, groups, workload, settings, guard,
                                    measure, step_done, watch, checkpoint)
-    # Measured again now that the trial's neighbours are past their start-up (a worker
-    # importing torch next to the first measurement slows it); the faster is kept.
-    measure(model)
-    timing = min(timings[-2:], key=lambda t: t.median_ms)
     with watch.phase("evaluate"):
-        result = _scored(model, policy, workload, spec.compute, guard, timing)
-    result.speedup = settings.base_latency_ms / timing.median_ms
+        result = _scored(model, policy, workload, spec.compute, guard, timings[-1])
+    return _timed_again(result, latency, measure, timings, workload, settings.base_latency_ms)
+
+
+def _timed_again(result: TrialResult, latency: LatencyBackend,
+                 measure: Callable[[nn.Module], None], timings: list[Latency],
+                 workload: Workload, base_latency_ms: float) -> TrialResult:
+    """The scored trial timed again, now that its neighbours are past their start-up (a
+    worker importing torch next to the first measurement slows it): the faster time is kept,
+    of those from the same source as the last. An adaptive backend is told the trial's score
+    first: it decides whether to measure knowing it."""
+    inform = getattr(latency, "inform", None)
+    if inform is not None:
+        inform(workload.task.objective.score(result.metrics[workload.task.metric]))
+    measure(result.model)
+    result.latency = min((t for t in timings[-2:] if t.source == timings[-1].source),
+                         key=lambda t: t.median_ms)
+    result.speedup = base_latency_ms / result.latency.median_ms
     return result
 
 

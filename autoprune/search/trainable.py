@@ -18,7 +18,7 @@ from torch import nn
 
 from autoprune.config import DataConfig, HardwareProfile
 from autoprune.pruning import Policy, PrunableGroup
-from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_STEP
+from autoprune.search.early_stop import CHECK_LATENCY, CHECK_METRIC, CHECK_SOURCE, CHECK_STEP
 from autoprune.search.latency_plan import LatencyPlan
 from autoprune.search.objective import TrialCheckpoint, TrialSettings, run_trial
 from autoprune.search.space import PolicySpace
@@ -108,13 +108,15 @@ def trainable(config: dict[str, Any], *, context: TrialContext, store: Any) -> N
     def on_check(step: int, metrics: dict[str, float], latency: Any) -> None:
         with watch.phase("report"):
             tune.report({CHECK_STEP: step, CHECK_METRIC: metrics[context.task.metric],
-                         CHECK_LATENCY: latency.median_ms, **watch.metrics()})
+                         CHECK_LATENCY: latency.median_ms, CHECK_SOURCE: latency.source,
+                         **watch.metrics()})
 
     restored = _restored()
     save = functools.partial(_save, watch) if settings.checkpoint_steps else None
     try:
         result = run_trial(policy, context.base_model, context.groups, workload, settings,
-                           context.plan.backend(context.profile, context.example), guard,
+                           context.plan.backend(context.profile, context.example, trial_id),
+                           guard,
                            on_step, on_check, watch,
                            checkpoint=save, resume=restored)
     except Exception as exc:  # the trial's own failure: reported as such, never retried

@@ -59,16 +59,17 @@ def _retime(backend: Any, base_model: nn.Module, base: Reference, records: list[
             say: Callable[[str], None]) -> tuple[Reference, dict[int, nn.Module]]:
     base = retime_base(backend, base_model, base, tracker, say)
     models: dict[int, nn.Module] = {}
-    faster = 0
-    for record in front_records(records, base.objective):
-        model = rebuild(record)
-        models[record.number] = model
-        int8 = int8_inputs if Policy.from_params(record.params).quantize == "int8" else None
-        again = backend.latency(model, refresh=True, int8_calibration=int8)
-        if again.source == "measured" and again.median_ms < record.metrics["latency_ms"]:
-            faster += 1
-            record.metrics.update(zip(TIMING, (again.median_ms, again.p90_ms, again.cv),
-                                      strict=True))
+    faster, late = 0, set()
+    # A front model the search only predicted (adaptive measurement) is measured now, and its
+    # time replaces the prediction whatever it is; the front may change, so until every
+    # member of the front is measured.
+    while todo := [r for r in front_records(records, base.objective)
+                   if r.number not in models]:
+        for record in todo:
+            was = _time_again(backend, record, rebuild(record), int8_inputs, models)
+            faster += was == "faster"
+            if was == "predicted":
+                late.add(record.number)
     for record in records:
         if record.state == "complete" and record.metrics.get("latency_ms"):
             record.metrics["speedup"] = base.latency_ms / record.metrics["latency_ms"]
@@ -76,6 +77,30 @@ def _retime(backend: Any, base_model: nn.Module, base: Reference, records: list[
                 tracker.log_metrics({k: record.metrics[k] for k in (*TIMING, "speedup")
                                      if k in record.metrics}, record.run_id,
                                     step=record.final_step())
+                if record.number in late:
+                    tracker.tag_trial(record, "latency_source", record.latency_source)
     if models:
-        say(f"front timed again: {faster} of {len(models)} models faster than in the search")
+        say(f"front timed again: {faster} of {len(models)} models faster than in the search"
+            + (f"; {len(late)} the search had only predicted, measured now" if late else ""))
+    if late:
+        tracker.log_metrics({"latency_measured_at_front": float(len(late))})
     return base, models
+
+
+def _time_again(backend: Any, record: TrialRecord, model: nn.Module, int8_inputs: Any,
+                models: dict[int, nn.Module]) -> str:
+    """Time a front model again; keep the faster time, or the measurement of a predicted
+    one. Returns "faster", "predicted" (now measured) or "" (kept)."""
+    models[record.number] = model
+    int8 = int8_inputs if Policy.from_params(record.params).quantize == "int8" else None
+    again = backend.latency(model, refresh=True, int8_calibration=int8)
+    predicted = record.latency_source == "predicted"
+    if again.source != "measured" or not (predicted
+                                          or again.median_ms < record.metrics["latency_ms"]):
+        return ""
+    record.metrics.update(zip(TIMING, (again.median_ms, again.p90_ms, again.cv), strict=True))
+    if not predicted:
+        return "faster"
+    record.metrics.pop("latency_uncertainty", None)
+    record.latency_source = "measured"
+    return "predicted"

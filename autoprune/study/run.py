@@ -20,6 +20,7 @@ from autoprune.config import Settings
 from autoprune.errors import StudyFailed, TrialFailed, UserError
 from autoprune.hardware.bench import BenchUnavailable
 from autoprune.hardware.latency import settled_latency
+from autoprune.search.adaptive import describe_learnt
 from autoprune.search.early_stop import rung_steps
 from autoprune.search.objective import TrialSettings, int8_inputs
 from autoprune.search.records import INTERRUPTED
@@ -118,6 +119,7 @@ def run_study(settings: Settings, output_dir: str) -> str:
         except BenchUnavailable as exc:
             raise StudyFailed(f"the latency device did not answer when timing the base model: "
                               f"{exc}; check hardware={profile.name} and its node") from exc
+        plan.learn(prepared.base.model, profile, prepared.example, base_latency.median_ms)
         base = reference(prepared, base_latency.median_ms, finetuned)
         _announce(study_name, prepared, base, base_latency)
         tracker = _tracker(settings, prepared, base, base_latency, plan, study_name, previous)
@@ -243,8 +245,11 @@ def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, 
                AcrossRuns(earlier + study.records, study, retrain), previous, clock)
     slots = min(settings.search.concurrency, max(budget - done, 1))
     times = breakdown(clock, study.records, slots)
-    tracker.log_metrics(times)
+    learnt = plan.learnt()
+    tracker.log_metrics({**times, **learnt})
     say(describe(times, slots))
+    if learnt:
+        say(describe_learnt(learnt))
     _outcome(study, done, budget)
 
 

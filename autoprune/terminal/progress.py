@@ -54,6 +54,8 @@ class Progress:
         m = record.metrics
         measured = record.latency_source == "measured"
         spread = f" ±{100 * m['latency_cv']:.0f}%" if measured else ""
+        if "latency_uncertainty" in m:  # predicted under adaptive measurement: its interval
+            spread = f" ±{100 * (math.exp(m['latency_uncertainty']) - 1):.0f}%"
         tail = (f"{self.objective.metric} {self.objective.format(m[self.objective.metric])}  "
                 f"{m['latency_ms']:.3f} ms{spread} ({m['speedup']:.2f}x, "
                 f"{record.latency_source})  {record.summary}")

@@ -201,6 +201,11 @@ class StudyTracker:
         self.client.set_tag(record.run_id, "pareto", "true")
         self.log_metrics(scores, record.run_id)
 
+    def tag_trial(self, record: TrialRecord, key: str, value: str) -> None:
+        """Set one tag of a logged trial's run (a front model measured at the end)."""
+        if record.run_id is not None and value:
+            self.client.set_tag(record.run_id, key, value)
+
     def log_trial_artifacts(self, record: TrialRecord, folder: str, artifact_path: str) -> None:
         """Attach files (the exported model) to a trial's run."""
         assert record.run_id is not None

@@ -138,6 +138,29 @@ def test_measured_cpu_search_logs_the_front(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_adaptive_measurement_predicts_some_trials_and_measures_the_whole_front(tmp_path):
+    result = search(tmp_path, "hardware=cpu", "hardware.measure_policy=adaptive",
+                    "search=random", "search.n_trials=12")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, study, trials = study_runs(tmp_path)
+    m = study.data.metrics
+    measured, unmeasured = m["latency_measured_trials"], m["latency_unmeasured_trials"]
+    assert measured + unmeasured == 12 and measured >= 5 and unmeasured >= 1
+    assert 0 <= m["latency_model_error"] < 1
+    assert (f"adaptive measurement: measured {measured:.0f} of 12 trials, {unmeasured:.0f} "
+            "predicted instead") in result.stdout
+    predicted = [t for t in trials if t.data.tags["latency_source"] == "predicted"]
+    # Those left predicted say how sure the learnt model was; the front is all measured
+    # (a predicted front model is measured at the end, and its tag says so).
+    assert all(0 < t.data.metrics["latency_uncertainty"] < 1 for t in predicted)
+    front = [t for t in trials if t.data.tags["pareto"] == "true"]
+    assert front and {t.data.tags["latency_source"] for t in front} == {"measured"}
+    # Every trial left unmeasured in the search is either still predicted or was measured
+    # at the end for the front.
+    assert len(predicted) + m.get("latency_measured_at_front", 0) == unmeasured
+
+
 @pytest.mark.extended
 def test_diverging_trials_are_failed_everywhere_and_the_study_says_so(tmp_path):
     result = search(tmp_path, "hardware=jetson", "finetune.lr=1e30", "search.n_trials=2",

@@ -37,6 +37,9 @@ class _Tracker:
     def log_metrics(self, metrics: dict, run_id: str | None = None, step: int = 0) -> None:
         self.logged.append((dict(metrics), run_id, step))
 
+    def tag_trial(self, record: TrialRecord, key: str, value: str) -> None:
+        self.logged.append(({key: value}, record.run_id, -1))
+
 
 BASE = Reference(Objective("accuracy", "maximize"), 0.99, 2.0)
 
@@ -87,3 +90,29 @@ def test_a_bench_that_no_longer_answers_leaves_the_search_times():
                           lambda r: _Named(str(r.number)), None, _Tracker(), lines.append)
     assert base == BASE and models == {} and records[0].metrics["speedup"] == 2.0
     assert "did not answer" in lines[-1]
+
+
+def test_predicted_front_models_are_measured_until_the_front_is_all_measured():
+    """Adaptive measurement: a front model the search only predicted takes its measured time
+    even when slower; if that drops it off the front, the model that takes its place is
+    measured too."""
+    records = [_trial(0, 0.98, 1.0), _trial(1, 0.95, 0.5), _trial(2, 0.93, 0.7)]
+    for r in records[1:]:
+        r.latency_source = "predicted"
+        r.metrics["latency_uncertainty"] = 0.1
+    records[0].latency_source = "measured"
+    # Trial 1 was predicted at 0.5 ms but takes 1.2: dominated by trial 0 now, and trial 2
+    # (predicted 0.7, off the front until then) joins the front and is measured at 0.75.
+    backend = _Backend({"base": 2.0, "0": 1.1, "1": 1.2, "2": 0.75})
+    tracker, lines = _Tracker(), []
+    _, models = retime(backend, _Named("base"), BASE, records,
+                       lambda r: _Named(str(r.number)), None, tracker, lines.append)
+    assert set(models) == {0, 1, 2}
+    assert records[1].metrics["latency_ms"] == 1.2 and records[2].metrics["latency_ms"] == 0.75
+    assert records[0].metrics["latency_ms"] == 1.0  # measured in the search: the faster stays
+    assert all(r.latency_source == "measured" for r in records[1:])
+    assert all("latency_uncertainty" not in r.metrics for r in records)
+    assert ({"latency_source": "measured"}, "r1", -1) in tracker.logged
+    assert ({"latency_source": "measured"}, "r2", -1) in tracker.logged
+    assert ({"latency_measured_at_front": 2.0}, None, 0) in tracker.logged
+    assert "2 the search had only predicted, measured now" in lines[-1]
