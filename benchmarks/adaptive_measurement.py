@@ -9,7 +9,7 @@ front, predicted ones included), against strict references (0.9 and 0.97 of the 
 accuracy; latency relative to the study's own base). Writes
 benchmarks/results/adaptive_measurement.{json,md} with the command and commit.
 
-    python benchmarks/adaptive_measurement.py --seeds 0 1 --trials 64
+    python benchmarks/adaptive_measurement.py --seeds 0 1 2 3 --trials 64
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ def one_study(policy: str, seed: int, trials: int, cache: Path) -> dict:
             "measured_at_front": m.get("latency_measured_at_front", 0.0),
             "front_sources": sorted({r.data.tags.get("latency_source", "") for r in front}),
             "share_latency": m.get("share_latency", 0.0) + m.get("share_gate", 0.0),
+            "stopped": sum(r.data.tags.get("state") == "stopped" for r in runs),
+            "steps": sum(r.data.metrics.get("steps", 0.0) for r in tried),
+            "time_trials_s": m.get("time_trials_s"), "time_front_s": m.get("time_front_s"),
+            "time_train_s": m.get("time_trials_train_s"),
             **{f"hv_{f}": hypervolume(points, f) for f in FLOORS}}
 
 
@@ -58,8 +62,9 @@ def report(result: dict) -> str:
              f"{result['machine']}; median [min, max] over seeds.\n",
              "| policy | trials measured | latency model error (measured trials) | "
              "front models measured only at the end | hv q>=0.9 | hv q>=0.97 | "
-             "timing and gate share of the slots | wall s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "timing and gate share of the slots | trials stopped early | fine-tuning steps | "
+             "training s (all trials) | trials stage s | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for policy in POLICIES:
         mine = [r for r in runs if r["policy"] == policy]
         errors = [r["model_error"] for r in mine if r["model_error"] is not None]
@@ -70,6 +75,10 @@ def report(result: dict) -> str:
             + f"{spread([r['hv_0.9'] for r in mine], 4)} | "
             + f"{spread([r['hv_0.97'] for r in mine], 4)} | "
             + f"{spread([100 * r['share_latency'] for r in mine], 1)}% | "
+            + f"{spread([r['stopped'] for r in mine], 0)} | "
+            + f"{spread([r['steps'] for r in mine], 0)} | "
+            + f"{spread([r['time_train_s'] for r in mine], 0)} | "
+            + f"{spread([r['time_trials_s'] for r in mine], 0)} | "
             + f"{spread([r['wall_s'] for r in mine], 0)} |")
     lines.append("\nAdaptive over all, per seed (hypervolume ratio at q>=0.9 / q>=0.97):")
     for seed in sorted({r["seed"] for r in runs}):
