@@ -85,15 +85,19 @@ class Learner:
         self.trials.add(trial)
         return self.model.estimate(predicted_ms)
 
-    def should_measure(self, trial: str, predicted_ms: float, score: float | None) -> bool:
-        """Measure while warming up, when unsure, or (with the trial's score known) when it
-        could be on the front."""
+    def decide(self, trial: str, predicted_ms: float,
+               score: float | None) -> tuple[bool, float, float]:
+        """Whether to measure (while warming up, when unsure, or, with the trial's score
+        known, when it could be on the front), with the estimate that decided it."""
         self.trials.add(trial)
         ms, sigma = self.model.estimate(predicted_ms)
         if len(self.model.xs) < self.warmup or sigma > self.max_uncertainty:
-            return True
-        return score is not None and could_enter_front(score, ms * math.exp(-Z * sigma),
-                                                       self.finished)
+            return True, ms, sigma
+        return (score is not None and could_enter_front(score, ms * math.exp(-Z * sigma),
+                                                        self.finished)), ms, sigma
+
+    def should_measure(self, trial: str, predicted_ms: float, score: float | None) -> bool:
+        return self.decide(trial, predicted_ms, score)[0]
 
     def measured_one(self, trial: str, predicted_ms: float, measured_ms: float) -> None:
         """A measurement: scored against the estimate made without it, then learnt from."""
@@ -142,7 +146,9 @@ class AdaptiveLatency:
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
         predicted_ms = self.predicted.latency(model, int8_calibration=int8_calibration).median_ms
-        if ray.get(self.learner.should_measure.remote(self.trial, predicted_ms, self.score)):
+        measure, ms, sigma = ray.get(self.learner.decide.remote(self.trial, predicted_ms,
+                                                                self.score))
+        if measure:
             timing = self.measured.latency(model, refresh=refresh,
                                            int8_calibration=int8_calibration)
             self.learner.measured_one.remote(self.trial, predicted_ms, timing.median_ms)
@@ -150,7 +156,6 @@ class AdaptiveLatency:
         elif self.last is not None:  # measured before: the measurement stands
             timing = self.last
         else:
-            ms, sigma = ray.get(self.learner.estimate.remote(self.trial, predicted_ms))
             timing = Latency(ms, ms, 0.0, "predicted", self.predicted.profile.description,
                              uncertainty=sigma)
         if self.score is not None:
