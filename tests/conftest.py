@@ -10,7 +10,7 @@ from autoprune.config import Settings, settings_from_dict
 
 def pytest_addoption(parser):
     parser.addoption("--extended", action="store_true",
-                     help="also run the tests marked extended (about 23 minutes more on 2 cores)")
+                     help="also run the tests marked extended (15 to 23 minutes more on 2 cores)")
 
 
 def pytest_collection_modifyitems(config, items):
