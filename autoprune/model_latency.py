@@ -4,6 +4,7 @@ the profile's device is here, and predicted with the latency model's error where
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ def _predicted(profile: HardwareProfile, model: nn.Module, example: Any, int8: A
     from autoprune.hardware.predictor import PredictedLatency
 
     latency = PredictedLatency(profile, example).latency(model, int8_calibration=int8)
-    return {**_fields(latency), "calibration": calibration,
+    return {**_fields(latency), "uncertainty": latency.uncertainty,
+            "model": "kernel-level" if profile.kernel_model is not None else "roofline",
+            "calibration": calibration,
             # How far the latency model was off on the models it was calibrated on.
             "relative_error": fit.get("mape") if fit else None,
             "kendall_tau": fit.get("kendall_tau") if fit else None,
@@ -86,8 +89,9 @@ def model_latency(settings: Settings, policy_path: str | None = None) -> dict[st
     from autoprune.hardware.measure import measurable_here
 
     policy = read_policy(policy_path) if policy_path else None
-    profile, calibration = calibrated(settings.hardware, settings.cache_dir)
-    measurable, why_not = measurable_here(profile)
+    measurable, why_not = measurable_here(settings.hardware)
+    # Here on the device, kernels the kernel-level model has not seen are timed now.
+    profile, calibration = calibrated(settings.hardware, settings.cache_dir, measurable)
     if not measurable and (profile.roofline is None or profile.mode == "measure"):
         raise UserError(f"hardware={profile.name} cannot be measured here: {why_not}"
                         + ("; hardware.mode=predict uses its latency model"
@@ -106,6 +110,8 @@ def model_latency(settings: Settings, policy_path: str | None = None) -> dict[st
     if not measurable:
         out["not_measured"] = why_not
     if profile.roofline is not None:
+        if int8 is not None:  # int8 is predicted by the roofline (kernels are timed in fp32)
+            profile = dataclasses.replace(profile, kernel_model=None)
         fit = calibration_fit(settings.cache_dir, profile)
         out["predicted"] = _predicted(profile, model, example, int8, calibration, fit)
     return out

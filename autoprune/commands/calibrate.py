@@ -9,6 +9,14 @@ import torch
 from autoprune.config import Settings
 from autoprune.errors import UserError
 from autoprune.hardware import calibrate as cal
+from autoprune.hardware.kernel_calibration import (
+    fit_kernel_model,
+    kernel_errors,
+    kernel_level,
+    stored,
+    table_path,
+)
+from autoprune.hardware.kernels import KernelTable
 from autoprune.hardware.measure import measurable_here, measure_latency
 
 SUMMARY = "fit a profile's latency model to latencies measured on this device"
@@ -50,9 +58,34 @@ def run(settings: Settings, output_dir: str) -> None:
     fitted = cal.fit(samples, profile.roofline, profile.precision)
     after = cal.errors(samples, fitted, profile.precision)
     path = cal.calibration_path(settings.cache_dir, profile)
-    cal.save(path, profile, fitted, device, before, after, len(samples))
-    print("fitted: " + ", ".join(f"{name} {getattr(fitted, name):.3g}" for name in cal.FITTED))
-    print(f"on the calibration set: MAPE {100 * before['mape']:.1f}% -> "
+    print("roofline fitted: " + ", ".join(f"{name} {getattr(fitted, name):.3g}"
+                                          for name in cal.FITTED))
+    print(f"roofline on the calibration set: MAPE {100 * before['mape']:.1f}% -> "
           f"{100 * after['mape']:.1f}%, Kendall tau {before['kendall_tau']:.3f} -> "
-          f"{after['kendall_tau']:.3f} ({time.monotonic() - started:.0f} s)")
-    print(f"stored in {path}; used from now on by hardware={profile.name}")
+          f"{after['kendall_tau']:.3f}")
+    section = _kernel_level(profile, [m for _, m in models], samples, example, path, device)
+    cal.save(path, profile, fitted, device, before, after, len(samples), section)
+    print(f"stored in {path}; used from now on by hardware={profile.name} "
+          f"({time.monotonic() - started:.0f} s)")
+
+
+def _kernel_level(profile, models, samples, example, path, device):  # noqa: ANN001, ANN202
+    """Fit the kernel-level model where the profile can have one; its calibration section."""
+    if not kernel_level(profile):
+        print(f"no kernel-level model for hardware={profile.name} (it needs backend=torch on "
+              "this machine's CPU): predictions use the roofline")
+        return None
+
+    def progress(done: int, total: int) -> None:
+        if done % 12 == 0 or done == total:
+            print(f"[{done:3d}/{total}] kernels timed", flush=True)
+
+    measured = [s.measured_ms for s in samples]
+    model, passes = fit_kernel_model(models, measured, profile, example, table_path(path),
+                                     device, progress)
+    fit = kernel_errors(model, passes, measured)
+    kernels = len(KernelTable(table_path(path)).ms)
+    print(f"kernel-level model: {kernels} distinct kernels; on the calibration set MAPE "
+          f"{100 * fit['mape']:.1f}%, Kendall tau {fit['kendall_tau']:.3f}, "
+          f"{100 * fit['within_10']:.0f}% within 10%")
+    return stored(model, fit, kernels)

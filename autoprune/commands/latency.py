@@ -19,7 +19,9 @@ def describe(entry: dict[str, Any], blocks: str = "") -> str:
     if entry["source"] == "predicted":
         error = entry.get("relative_error")
         off = f", off by {100 * error:.1f}% on its calibration" if error is not None else ""
-        return f"predicted {entry['median_ms']:.4f} ms ({entry['device']}{off})"
+        spread = entry.get("uncertainty") or 0.0
+        sure = f" +/- {100 * spread:.1f}% (uncertainty)" if spread > 0 else ""
+        return f"predicted {entry['median_ms']:.4f} ms{sure} ({entry['device']}{off})"
     return (f"measured  {entry['median_ms']:.4f} ms +/- {100 * entry['cv']:.1f}% (robust CV"
             f"{blocks}), p90 {entry['p90_ms']:.4f} ms ({entry['device']})")
 

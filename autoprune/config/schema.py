@@ -152,6 +152,9 @@ class HardwareProfile:
     measure: MeasureConfig
     roofline: RooflineConfig | None
     measure_policy: str = "all"
+    # The kernel-level latency model `calibrate` stored for this profile (a KernelModel),
+    # attached where the calibration is applied; never set from a config.
+    kernel_model: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,8 @@ def storage_url(url: str) -> None:
 
 def hardware(raw: dict[str, Any]) -> HardwareProfile:
     values = dict(raw)
+    check("kernel_model" not in values, "hardware.kernel_model is not a setting: `python -m "
+          "autoprune calibrate` fits it and stores it per profile")
     measure = typed(MeasureConfig, "hardware.measure", dict(values.pop("measure", None) or {}))
     roof_raw = values.pop("roofline", None)
     roofline = typed(RooflineConfig, "hardware.roofline", dict(roof_raw)) if roof_raw else None

@@ -60,14 +60,7 @@ def pruned_variants(name: str, count: int, seed: int, alignment: int = 8,
     """`count` random structured prunings of zoo model `name` (untrained weights: latency does
     not depend on them); the first is the unpruned model."""
     from autoprune.models import build_model
-    from autoprune.pruning import (
-        Decision,
-        Policy,
-        PruneSettings,
-        apply_policy,
-        check_groups,
-        find_groups,
-    )
+    from autoprune.pruning import PruneSettings, apply_policy, find_groups
 
     target, kwargs = ZOO[name]
     torch.manual_seed(0)
@@ -76,11 +69,25 @@ def pruned_variants(name: str, count: int, seed: int, alignment: int = 8,
                                                         **kwargs})).eval()
     x = torch.zeros(1, *input_shape)
     groups = find_groups(model, x)
-    choices, _ = check_groups(model, groups, STRUCTURED, x, PruneSettings(alignment))
-    usable = [g for g in groups if g.id in choices]
-    rng = random.Random(seed)
     variants = [model]
-    while len(variants) < count:
+    for policy in random_policies(model, x, count - 1, seed, alignment):
+        usable = [g for g in groups if g.id in policy.decisions]
+        variants.append(apply_policy(model, policy, usable, x, PruneSettings(alignment)).model)
+    return variants
+
+
+def random_policies(model: nn.Module, x: torch.Tensor, count: int, seed: int,
+                    alignment: int = 8) -> list:
+    """`count` random structured pruning policies of `model`: each group pruned by one of
+    the structured strategies it allows at a random ratio (a removed layer entirely), or
+    left alone."""
+    from autoprune.pruning import Decision, Policy, PruneSettings, check_groups, find_groups
+
+    choices, _ = check_groups(model, find_groups(model, x), STRUCTURED, x,
+                              PruneSettings(alignment))
+    rng = random.Random(seed)
+    policies = []
+    for _ in range(count):
         decisions = {}
         for gid, names in choices.items():
             strategy = rng.choice([*names, "none"])
@@ -88,9 +95,8 @@ def pruned_variants(name: str, count: int, seed: int, alignment: int = 8,
                 continue
             ratio = 1.0 if strategy == "layer" else rng.choice(RATIOS)
             decisions[gid] = Decision(strategy, ratio)
-        variants.append(apply_policy(model, Policy(decisions), usable, x,
-                                     PruneSettings(alignment)).model)
-    return variants
+        policies.append(Policy(decisions))
+    return policies
 
 
 def predict_ms(kernels: Sequence[Kernel], roofline: RooflineConfig, precision: str) -> float:
@@ -182,22 +188,30 @@ def calibration_path(cache_dir: str, profile: HardwareProfile) -> Path:
 
 
 def save(path: Path, profile: HardwareProfile, fitted: RooflineConfig, device: str,
-         before: dict[str, float], after: dict[str, float], count: int) -> None:
-    """Write the fitted factors (atomically) with how well they fit."""
+         before: dict[str, float], after: dict[str, float], count: int,
+         kernel_model: dict | None = None) -> None:
+    """Write the fitted factors (atomically) with how well they fit, and the kernel-level
+    model's section where one was fitted."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"profile": profile.name, "device": device, "backend": profile.backend,
             "precision": profile.precision, "samples": count,
             "created": dt.datetime.now().isoformat(timespec="seconds"),
             **{name: getattr(fitted, name) for name in FITTED},
-            "fit_before": before, "fit_after": after}
+            "fit_before": before, "fit_after": after,
+            **({"kernel_model": kernel_model} if kernel_model else {})}
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
         json.dump(data, out, indent=2)
     os.replace(tmp, path)
 
 
-def calibrated(profile: HardwareProfile, cache_dir: str) -> tuple[HardwareProfile, str]:
-    """`profile` with its stored calibration applied, and a line saying which was used."""
+def calibrated(profile: HardwareProfile, cache_dir: str,
+               measure_new: bool = False) -> tuple[HardwareProfile, str]:
+    """`profile` with its stored calibration applied (the kernel-level model attached where
+    one was fitted; kernels it has not timed are timed in this process when `measure_new`),
+    and a line saying which was used."""
+    from autoprune.hardware.kernel_calibration import applied
+
     path = calibration_path(cache_dir, profile)
     if profile.roofline is None:
         return profile, "no latency model"
@@ -212,15 +226,20 @@ def calibrated(profile: HardwareProfile, cache_dir: str) -> tuple[HardwareProfil
         return profile, f"latency model uncalibrated ({path} lacks {exc}: run calibrate again)"
     except (ValueError, TypeError) as exc:
         return profile, f"latency model uncalibrated ({path} is unreadable: {exc})"
-    return (dataclasses.replace(profile, roofline=roofline),
-            f"latency model calibrated on {data.get('device', '?')} at {data.get('created', '?')}")
+    profile = applied(dataclasses.replace(profile, roofline=roofline), data, path, measure_new)
+    kind = "kernel-level" if profile.kernel_model else "roofline"
+    return profile, f"latency model calibrated on {data.get('device', '?')} at " \
+                    f"{data.get('created', '?')} ({kind})"
 
 
 def calibration_fit(cache_dir: str, profile: HardwareProfile) -> dict[str, float] | None:
-    """How well the stored calibration fitted its samples (`mape`, `kendall_tau`, `samples`),
-    or None when the profile is uncalibrated or its file is unreadable."""
+    """How well the stored calibration of the model `profile` uses (kernel-level where it
+    has one attached) fitted its samples (`mape`, `kendall_tau`, `samples`), or None when
+    the profile is uncalibrated or its file is unreadable."""
     try:
         data = json.loads(calibration_path(cache_dir, profile).read_text())
+        if profile.kernel_model is not None:
+            return {**data["kernel_model"]["fit"], "samples": data["samples"]}
         return {**data["fit_after"], "samples": data["samples"]}
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -54,7 +54,9 @@ def _aligned(n: int, alignment: int) -> int:
     return alignment * math.ceil(n / alignment)
 
 
-class _Recorder(TorchDispatchMode):
+class KernelRecorder(TorchDispatchMode):
+    """Records the roofline's view of every kernel a forward pass dispatches."""
+
     def __init__(self, alignment: int, element_bytes: int) -> None:
         super().__init__()
         self.alignment = alignment
@@ -115,7 +117,7 @@ class _Recorder(TorchDispatchMode):
 
 def record_kernels(model: nn.Module, example: Any, profile: HardwareProfile) -> list[Kernel]:
     """Return the kernels one forward pass of `model` runs at the profile's batch size."""
-    recorder = _Recorder(profile.alignment, BYTES[profile.precision])
+    recorder = KernelRecorder(profile.alignment, BYTES[profile.precision])
     x = timing_input(example, profile.batch_size, random=False)
     with torch.inference_mode():
         call_model(model.eval(), x)  # one pass first: what a layer prepares once (gated
@@ -161,7 +163,15 @@ def kernel_time_ms(kernel: Kernel, roof: RooflineConfig, precision: str) -> floa
 
 
 def predict_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:
-    """Return the roofline prediction of `model`'s latency on `profile` (source "predicted")."""
+    """Return the prediction of `model`'s latency on `profile` (source "predicted"): the
+    kernel-level model where `calibrate` fitted one (with its uncertainty), else the
+    roofline."""
+    if profile.kernel_model is not None:
+        from autoprune.hardware.kernels import kernel_prediction
+
+        ms, uncertainty = kernel_prediction(model, example, profile, profile.kernel_model)
+        return Latency(median_ms=ms, p90_ms=ms, cv=0.0, source="predicted",
+                       device=profile.description, uncertainty=uncertainty)
     roof = profile.roofline
     if roof is None:
         raise ValueError(f"hardware={profile.name} has no latency model (roofline)")
@@ -183,6 +193,6 @@ class PredictedLatency:
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
         profile = self.profile
-        if int8_calibration is not None:
-            profile = dataclasses.replace(profile, precision="int8")
+        if int8_calibration is not None:  # the roofline's int8 peak: kernels are fp32
+            profile = dataclasses.replace(profile, precision="int8", kernel_model=None)
         return predict_latency(model, self.example, profile)

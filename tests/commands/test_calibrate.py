@@ -29,8 +29,16 @@ def test_calibration_is_stored_and_then_used(tmp_path):
     assert [float(v) for v in said.groups()] == pytest.approx(
         [100 * before["mape"], 100 * after["mape"], before["kendall_tau"],
          after["kendall_tau"]], abs=0.051)
+    # The kernel-level model: every distinct kernel of the 72 models timed into its table.
+    kernels = stored["kernel_model"]
+    said = re.search(r"kernel-level model: (\d+) distinct kernels; on the calibration set MAPE "
+                     r"([0-9.]+)%", result.stdout)
+    assert said and int(said.group(1)) == kernels["kernels"] > 100
+    assert float(said.group(2)) == pytest.approx(100 * kernels["fit"]["mape"], abs=0.051)
+    assert (tmp_path / "calibration" / kernels["table"]).is_file()
     latency = cli("latency", "hardware=cpu", f"cache_dir={tmp_path}", *QUICK, cwd=str(tmp_path))
     assert "latency model calibrated on cpu at " in latency.stdout
+    assert "(kernel-level)" in latency.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU to measure on")
