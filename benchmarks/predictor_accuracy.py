@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from common import commit
 from predictor_report import report
+from scipy.stats import kendalltau
 
 from autoprune.cli import compose
 from autoprune.config import settings_from_dict
@@ -49,8 +50,6 @@ HELD_OUT_ARGS = ["model=custom", f"model._target_={HELD_OUT}", "hardware=cpu"]
 
 def scores(predicted: list[float], measured: list[float], within: float) -> dict[str, float]:
     """Kendall tau, MAPE and the share of predictions within `within` of measured."""
-    from scipy.stats import kendalltau
-
     errors = [abs(p - m) / m for p, m in zip(predicted, measured, strict=True)]
     return {"kendall_tau": float(kendalltau(predicted, measured).statistic),
             "mape": statistics.mean(errors),
@@ -76,14 +75,21 @@ def zoo(profile, shape, variants: int, cache: str) -> tuple[dict, list[float]]: 
                               lambda m: measure_latency(m, example, profile), passes=3)
         pass_cv += [statistics.pstdev(s.passes) / statistics.mean(s.passes) for s in samples]
         measured = [s.measured_ms for s in samples]
+        # How well one pass ranks the variants as another does: the measurement's own tau.
+        pass_tau = statistics.median(
+            kendalltau([s.passes[i] for s in samples], [s.passes[j] for s in samples]).statistic
+            for i, j in ((0, 1), (0, 2), (1, 2)))
         kernel = [predict_latency(m, example, kernel_level).median_ms for m in variants_]
         roof = [cal.predict_ms(record_kernels(m, example, profile), roofline, profile.precision)
                 for m in variants_]
-        models[name] = {"variants": len(samples), "measured_ms_min": min(measured),
+        models[name] = {"variants": len(samples), "pass_tau": float(pass_tau),
+                        "measured_ms_min": min(measured),
                         "measured_ms_max": max(measured),
                         "kernel": scores(kernel, measured, 0.10),
-                        "roofline": scores(roof, measured, 0.10)}
-        print(json.dumps({"model": name, **models[name]}), flush=True)
+                        "roofline": scores(roof, measured, 0.10),
+                        "ms": {"measured": measured, "kernel": kernel, "roofline": roof}}
+        print(json.dumps({"model": name, **{k: v for k, v in models[name].items()
+                                            if k != "ms"}}), flush=True)
     return models, pass_cv
 
 
@@ -117,7 +123,8 @@ def held_out(count: int, cache: str, seed: int) -> dict:
                               "model": figures["predicted"]["model"]}), flush=True)
     return {"variants": count, "measured_ms_min": min(measured),
             "measured_ms_max": max(measured), "kernel": scores(kernel, measured, 0.15),
-            "roofline": scores(roof, measured, 0.15)}
+            "roofline": scores(roof, measured, 0.15),
+            "ms": {"measured": measured, "kernel": kernel, "roofline": roof}}
 
 
 def one_run(profile, shape, variants: int, held: int, seed: int) -> dict:  # noqa: ANN001

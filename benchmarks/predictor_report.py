@@ -32,7 +32,7 @@ def report(data: dict, zoo: Sequence[str], fitted: Sequence[str]) -> str:
     fits = "; ".join(f"{name} {spread([r['fit'][name] for r in runs], digits=3)}"
                      for name in fitted)
     header = ("| model | variants | measured ms (min-max) | latency model | Kendall tau | "
-              "within % | MAPE % | targets met |")
+              "within % | MAPE % | targets met | tau between passes |")
     lines = [f"# Latency models against measurement, hardware={data['profile']}\n",
              f"`{data['command']}` at commit {data['commit']}\n",
              f"Each figure is the median [min, max] over {n} runs, each calibrated afresh by "
@@ -49,7 +49,10 @@ def report(data: dict, zoo: Sequence[str], fitted: Sequence[str]) -> str:
              f"{spread([r['pass_cv_max'] for r in runs], 100, 1)}%.\n",
              "Targets (kernel-level model): zoo, Kendall tau >= 0.9 and >= 90% of variants "
              "within 10% of measured; held out, tau >= 0.85 and >= 80% within 15%.\n",
-             header, "|---|---|---|---|---|---|---|---|"]
+             "The last column is Kendall tau between two measurement passes over the same "
+             "variants (median of the three pairs): how far the measurement itself ranks "
+             "them consistently.\n",
+             header, "|---|---|---|---|---|---|---|---|---|"]
     for name in zoo:
         rows = [r["models"][name] for r in runs]
         measured = (f"{min(r['measured_ms_min'] for r in rows):.3f}-"
@@ -57,7 +60,8 @@ def report(data: dict, zoo: Sequence[str], fitted: Sequence[str]) -> str:
         for model in ("kernel", "roofline"):
             label = "kernel-level" if model == "kernel" else "roofline"
             lines.append(f"| {name} | {rows[0]['variants']} | {measured} | {label} | "
-                         f"{_cells(rows, model, ZOO_TARGET)} |")
+                         f"{_cells(rows, model, ZOO_TARGET)} | "
+                         f"{spread([r['pass_tau'] for r in rows])} |")
     if all("held_out" in r for r in runs):
         rows = [r["held_out"] for r in runs]
         measured = (f"{min(r['measured_ms_min'] for r in rows):.3f}-"
@@ -66,5 +70,5 @@ def report(data: dict, zoo: Sequence[str], fitted: Sequence[str]) -> str:
             label = "kernel-level" if model == "kernel" else "roofline"
             lines.append(f"| held out (HybridNet, via `latency`; within 15%) | "
                          f"{rows[0]['variants']} | {measured} | {label} | "
-                         f"{_cells(rows, model, HELD_OUT_TARGET)} |")
+                         f"{_cells(rows, model, HELD_OUT_TARGET)} | - |")
     return "\n".join(lines) + "\n"
