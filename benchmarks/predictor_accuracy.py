@@ -5,8 +5,9 @@ Each run first calibrates the profile into a fresh cache folder with the real co
 model and the roofline:
 
 - zoo: `--variants` randomly pruned variants of each zoo model, drawn with other seeds than the
-  calibration set, each measured in three passes minutes apart (the fastest counts: a shared
-  machine runs at part speed for seconds at a time); Kendall tau, MAPE and the share within
+  calibration set, each measured in three passes over all of them, a minute or more apart (the
+  fastest counts: this shared machine runs several percent slower for seconds to minutes at
+  a time); Kendall tau, MAPE and the share within
   10% of measured, per model;
 - held out: `--held-out` random prunings of an architecture no latency model was fitted on
   (tests/fixtures/hybrid.py: residual, depthwise, squeeze-excite and attention blocks), each
@@ -69,10 +70,14 @@ def zoo(profile, shape, variants: int, cache: str) -> tuple[dict, list[float]]: 
     roofline = kernel_level.roofline
     example = torch.zeros(1, *shape)
     models, pass_cv = {}, []
-    for seed, name in enumerate(cal.ZOO, start=100):
-        variants_ = cal.pruned_variants(name, variants, seed, profile.alignment, shape)
-        samples = cal.collect([(name, m) for m in variants_], profile, example,
-                              lambda m: measure_latency(m, example, profile), passes=3)
+    built = {name: cal.pruned_variants(name, variants, seed, profile.alignment, shape)
+             for seed, name in enumerate(cal.ZOO, start=100)}
+    # Each pass goes over every variant of every model, so a model's three passes lie a
+    # minute or more apart: a slow spell of this shared machine lasts seconds to minutes.
+    every = cal.collect([(name, m) for name, ms in built.items() for m in ms], profile,
+                        example, lambda m: measure_latency(m, example, profile), passes=3)
+    for name, variants_ in built.items():
+        samples = [s for s in every if s.name == name]
         pass_cv += [statistics.pstdev(s.passes) / statistics.mean(s.passes) for s in samples]
         measured = [s.measured_ms for s in samples]
         # How well one pass ranks the variants as another does: the measurement's own tau.
