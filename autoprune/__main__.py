@@ -30,9 +30,27 @@ def _leave() -> None:
 atexit.register(_leave)
 
 
+# What the commands import; a device with only autoprune[bench] has none of them.
+SEARCH_STACK = ("torch", "torch_pruning", "hydra", "optuna", "mlflow", "sklearn")
+
+
+def missing_stack() -> list[str]:
+    from importlib.util import find_spec
+
+    return [name for name in SEARCH_STACK if find_spec(name) is None]
+
+
 def main() -> None:
     """Run one command; its exit status is kept for the quick exit (an uncaught exception
     keeps Python's own handling, traceback and all)."""
+    missing = missing_stack()
+    if missing:
+        print(f"autoprune: error: the commands need {', '.join(missing)}, which this environment "
+              'lacks; install them with: pip install "autoprune[search]" (autoprune[bench] '
+              "alone serves a device that measures for a study, with no commands)",
+              file=sys.stderr)
+        _status.append(2)
+        sys.exit(2)
     from autoprune.cli import main as run
 
     try:

@@ -1,9 +1,11 @@
 """Ray actors for latency measurement that other trials cannot disturb.
 
-`Bench` measures one model at a time, on the driver's node or on the node that advertises the
-profile's custom resource (a Jetson that joined the cluster), holding that node's core gate
-(`autoprune.hardware.gate`) while it does. Both are created by the driver: actors created
-inside a Tune trial would be captured into that trial's placement group.
+`Bench` measures one model at a time on the driver's node, holding that node's core gate
+(`autoprune.hardware.gate`) while it does; a node that advertises the profile's custom resource
+(a Jetson that joined the cluster) runs the slim `DeviceBench` instead, which gets exported
+files (`autoprune.hardware.device_bench`). Both are created by the driver: actors created
+inside a Tune trial would be captured into that trial's placement group. `BenchLatency` and
+`DeviceBenchLatency` are the trials' side of them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -21,7 +24,8 @@ from torch import nn
 from autoprune.config import HardwareProfile
 from autoprune.errors import TrialFailed
 from autoprune.hardware.latency import Latency
-from autoprune.hardware.measure import keep_faster, measure_latency, timed_model, timing_key
+from autoprune.hardware.measure import measure_latency, timed_model, timing_key
+from autoprune.hardware.timing import keep_faster
 
 
 @ray.remote(num_cpus=0, max_concurrency=1)
@@ -89,8 +93,12 @@ class BenchLatency:
 
     def latency(self, model: nn.Module, refresh: bool = False,
                 int8_calibration: torch.Tensor | None = None) -> Latency:
+        return self.ask(lambda: self.bench.latency.remote(model, refresh, int8_calibration))
+
+    def ask(self, submit: Callable[[], Any]) -> Any:
+        """The answer to the call `submit()` makes, asked again as the class says."""
         reasons: list[str] = []
-        call = self.bench.latency.remote(model, refresh, int8_calibration)
+        call = submit()
         for attempt in range(self.attempts):
             try:
                 return ray.get(call, timeout=self.timeout_s)
@@ -105,9 +113,39 @@ class BenchLatency:
             except ray.exceptions.RayTaskError as exc:  # the measurement itself failed
                 reasons.append(_first_line(exc.cause if exc.cause is not None else exc))
                 time.sleep(min(2.0 ** attempt, 10.0))
-                call = self.bench.latency.remote(model, refresh, int8_calibration)
+                call = submit()
         tried = "; ".join(dict.fromkeys(reasons))
         raise BenchUnavailable(f"latency bench gave up after {len(reasons)} attempt(s): {tried}")
+
+
+class DeviceBenchLatency(BenchLatency):
+    """Latency backend that asks a slim device bench (`autoprune.hardware.device_bench`): the
+    model is exported here, where the trial runs, and the device gets the file; an
+    architecture the bench has timed is answered from its cache without exporting."""
+
+    def __init__(self, bench: Any, profile: HardwareProfile, example: Any) -> None:
+        super().__init__(bench, profile.measure.timeout_s, profile.measure.attempts)
+        self.profile = profile
+        self.example = example
+
+    def latency(self, model: nn.Module, refresh: bool = False,
+                int8_calibration: torch.Tensor | None = None) -> Latency:
+        from autoprune.hardware.exported import export_job
+
+        if int8_calibration is not None:
+            raise TrialFailed("PyTorch's int8 modules do not export to a device bench; time "
+                              "int8 there with hardware.backend=tensorrt "
+                              "hardware.precision=int8")
+        key = timing_key(model, self.profile, self.example, False)
+        found = None if refresh else self.ask(lambda: self.bench.cached.remote(key))
+        if found is None:
+            try:
+                job = ray.put(export_job(model, self.example, self.profile))
+            except RuntimeError as exc:
+                raise TrialFailed(str(exc)) from exc
+            found = self.ask(lambda: self.bench.latency.remote(key, job, refresh))
+        return Latency(median_ms=found["median_ms"], p90_ms=found["p90_ms"], cv=found["cv"],
+                       source="measured", device=found["device"])
 
 
 def _death(exc: ray.exceptions.RayActorError) -> str:

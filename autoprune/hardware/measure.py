@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,22 +17,11 @@ from autoprune.hardware.latency import (
     input_signature,
     timing_input,
 )
+from autoprune.hardware.timing import keep_faster, summary, time_blocks
 from autoprune.pruning.quantize import is_quantized, quantize_int8
 from autoprune.tasks import call_model
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-
-
-def _robust_cv(samples: Sequence[float]) -> float:
-    median = statistics.median(samples)
-    mad = statistics.median(abs(s - median) for s in samples)
-    return 1.4826 * mad / median if median > 0 else float("inf")
-
-
-def _percentile(samples: Sequence[float], q: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def resolve_device(profile: HardwareProfile) -> torch.device:
@@ -71,93 +58,35 @@ def measure_latency(model: nn.Module, example: Any, profile: HardwareProfile) ->
     settings = profile.measure
     device = resolve_device(profile)
     model = copy.deepcopy(model).eval()
-    if profile.backend == "tensorrt":
-        return _tensorrt_latency(model, example, profile)
-    if profile.backend == "onnxruntime":
-        if is_quantized(model):
-            raise RuntimeError("int8 models from PyTorch quantisation are timed with the torch "
-                               "backend only")
-        from autoprune.hardware.onnxrt import ort_runner
-
-        run, name = ort_runner(model, example, profile)
-        sync: Callable[[], object] = lambda: None  # noqa: E731 - session.run returns when done
-    else:
-        run, name, sync = _torch_runner(model, example, profile, device)
+    if profile.backend in ("tensorrt", "onnxruntime"):
+        return exported_latency(model, example, profile)
+    run, name, sync = _torch_runner(model, example, profile, device)
     threads = torch.get_num_threads()
     torch.set_num_threads(profile.threads)
     try:
-        # Warm up for `warmup` passes and at least `warmup_s` seconds: caches, allocator and
-        # lazy kernel selection settle within passes, clock frequencies within time.
-        start = time.perf_counter()
-        done = 0
-        while done < settings.warmup or time.perf_counter() - start < settings.warmup_s:
-            run()
-            sync()
-            done += 1
-
-        def attempt() -> list[float]:
-            blocks = []
-            for _ in range(settings.repeats):
-                sync()
-                start = time.perf_counter()
-                for _ in range(settings.number):
-                    run()
-                sync()
-                blocks.append((time.perf_counter() - start) * 1e3 / settings.number)
-            return blocks
-
-        best = quietest(attempt, settings.retries, settings.max_cv)
+        best = time_blocks(run, sync, settings)
     finally:
         torch.set_num_threads(threads)
     return from_blocks(best, name)
 
 
-def quietest(attempt: Callable[[], list[float]], retries: int, max_cv: float) -> list[float]:
-    """The timed blocks of `attempt()`, run again (at most `retries` times) while the fastest
-    attempt so far spreads wider than `max_cv`: interference from other processes only
-    ever slows a run down, so among noisy attempts the fastest is kept."""
-    best = attempt()
-    for _retry in range(retries):
-        if _robust_cv(best) <= max_cv:
-            break
-        blocks = attempt()
-        if statistics.median(blocks) < statistics.median(best):
-            best = blocks
-    return best
-
-
 def from_blocks(blocks: Sequence[float], device: str) -> Latency:
     """A measurement's Latency: the median block, its 0.9 quantile and robust CV."""
-    return Latency(median_ms=statistics.median(blocks), p90_ms=_percentile(blocks, 0.9),
-                   cv=_robust_cv(blocks), source="measured", device=device)
+    return Latency(**summary(blocks), source="measured", device=device)
 
 
-def keep_faster(cache: dict[str, Latency], key: str, result: Latency) -> Latency:
-    """Store `result` under `key`, or the earlier measurement of the same architecture if
-    that was faster (interference only adds time); return what is stored."""
-    if key in cache:
-        result = min(result, cache[key], key=lambda lat: lat.median_ms)
-    cache[key] = result
-    return result
-
-
-def _tensorrt_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:
-    """trtexec's timings as blocks; a run whose spread is too wide is repeated, the fastest
-    kept, as for the other backends."""
-    from autoprune.hardware.tensorrt import trtexec_blocks
+def exported_latency(model: nn.Module, example: Any, profile: HardwareProfile) -> Latency:
+    """The ONNX Runtime and TensorRT backends: `model` exported to ONNX and timed as the
+    device bench times it (`autoprune.hardware.device_bench`)."""
+    from autoprune.hardware.device_bench import time_job
+    from autoprune.hardware.exported import bench_settings, export_job
 
     if is_quantized(model):
         raise RuntimeError("int8 models from PyTorch quantisation are timed with the torch "
                            "backend only")
-    names = []
-
-    def attempt() -> list[float]:
-        blocks, name = trtexec_blocks(model, example, profile)
-        names.append(name)
-        return blocks
-
-    best = quietest(attempt, profile.measure.retries, profile.measure.max_cv)
-    return from_blocks(best, names[-1])
+    result = time_job(export_job(model, example, profile), bench_settings(profile))
+    return Latency(median_ms=result["median_ms"], p90_ms=result["p90_ms"], cv=result["cv"],
+                   source="measured", device=result["device"])
 
 
 def measurable_here(profile: HardwareProfile) -> tuple[bool, str]:
@@ -170,7 +99,7 @@ def measurable_here(profile: HardwareProfile) -> tuple[bool, str]:
     if profile.device.startswith("cuda") and not torch.cuda.is_available():
         return False, f"{profile.device} is not available on this machine"
     if profile.backend == "tensorrt":
-        from autoprune.hardware.tensorrt import JETPACK_TRTEXEC, find_trtexec
+        from autoprune.hardware.trtexec import JETPACK_TRTEXEC, find_trtexec
 
         if find_trtexec() is None:
             return False, f"TensorRT's trtexec is not on PATH or at {JETPACK_TRTEXEC}"

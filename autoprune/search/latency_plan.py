@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from autoprune.config import HardwareProfile
 from autoprune.errors import StudyFailed, UserError
-from autoprune.hardware.bench import Bench, BenchLatency
+from autoprune.hardware.bench import Bench, BenchLatency, DeviceBenchLatency
+from autoprune.hardware.device_bench import DeviceBench
+from autoprune.hardware.device_state import describe
+from autoprune.hardware.exported import bench_settings
 from autoprune.hardware.gate import CoreGate
 from autoprune.hardware.latency import LatencyBackend
 from autoprune.hardware.predictor import PredictedLatency
@@ -27,6 +30,8 @@ class LatencyPlan:
     gate: Any = None
     node: str = ""  # Ray node id of the bench, when measured
     learner: Any = None  # the LatencyLearner actor, under hardware.measure_policy=adaptive
+    exported: bool = False  # the bench is a slim device bench: it gets exported files
+    device_state: dict[str, str] = field(default_factory=dict)  # what that device reported
 
     def backend(self, profile: HardwareProfile, example: Any,
                 trial: str | None = None) -> LatencyBackend:
@@ -34,7 +39,8 @@ class LatencyPlan:
         (`trial` None: always the bench, or the latency model)."""
         if self.bench is None:
             return PredictedLatency(profile, example)
-        bench = BenchLatency(self.bench, profile.measure.timeout_s, profile.measure.attempts)
+        bench = DeviceBenchLatency(self.bench, profile, example) if self.exported else \
+            BenchLatency(self.bench, profile.measure.timeout_s, profile.measure.attempts)
         if self.learner is None or trial is None:
             return bench
         from autoprune.search.adaptive import AdaptiveLatency
@@ -68,13 +74,15 @@ def plan_latency(profile: HardwareProfile, example: Any) -> LatencyPlan:
         if available < 1:
             raise UserError(f"hardware={profile.name} measures on a Ray node with resource "
                             f"'{resource}', and the cluster has none")
-        # Restarted if it dies (a crashed driver library); a hung one is restarted by its
-        # callers (BenchLatency).
-        bench = Bench.options(resources={resource: 1}, max_restarts=-1,
-                              max_task_retries=-1).remote(profile, example, None)
+        # The device gets exported files (it needs autoprune[bench] only). Restarted if it
+        # dies; a hung one is restarted by its callers (BenchLatency).
+        bench = DeviceBench.options(resources={resource: 1}, max_restarts=-1,
+                                    max_task_retries=-1).remote(bench_settings(profile))
         node = _bench_node(bench, profile)
-        plan = LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}'",
-                           bench, node=node)
+        state = _answer(bench.state.remote(), profile)
+        plan = LatencyPlan("measured", f"Ray node {node[:12]} advertising '{resource}' "
+                                       f"({describe(state)})",
+                           bench, node=node, exported=True, device_state=state)
     else:
         plan = _bench_here(profile, example)
     if profile.measure_policy == "adaptive":
@@ -98,8 +106,13 @@ def _bench_here(profile: HardwareProfile, example: Any) -> LatencyPlan:
 
 def _bench_node(bench: Any, profile: HardwareProfile) -> str:
     """The Ray node the bench started on; StudyFailed when it does not start in time."""
+    return _answer(bench.node_id.remote(), profile)
+
+
+def _answer(call: Any, profile: HardwareProfile) -> Any:
+    """What a call to a starting bench returns; StudyFailed when it does not start in time."""
     try:
-        return ray.get(bench.node_id.remote(), timeout=profile.measure.timeout_s)
+        return ray.get(call, timeout=profile.measure.timeout_s)
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
         raise StudyFailed(f"the latency bench for hardware={profile.name} did not start within "
                           f"{profile.measure.timeout_s:g} s ({type(exc).__name__}); check the "

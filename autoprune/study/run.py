@@ -177,6 +177,7 @@ def _tracker(settings: Settings, prepared: Prepared, base: Reference, latency: A
         return tracker
     tracker.start_study(study_name, settings.hardware.name, settings.raw, {
         "latency_source": plan.source, "latency_node": plan.node or "none",
+        **{f"device.{key}": value for key, value in plan.device_state.items()},
         "latency_device": latency.device, "optuna_study": study_name,
         "optuna_storage": settings.search.storage, "autoprune_version": __version__,
         "versions": package_versions(), "git_commit": git_commit(), "task": settings.task.name,

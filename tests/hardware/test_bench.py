@@ -17,14 +17,6 @@ from autoprune.hardware.bench import Bench, BenchLatency, BenchUnavailable
 from autoprune.hardware.gate import CoreGate, TrainingGuard
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=100 * 1024 * 1024)
-    yield
-    ray.shutdown()
-
-
 def test_measurement_waits_for_training_and_blocks_new_training(local_ray):
     gate = CoreGate.remote()
     guard = TrainingGuard(gate)

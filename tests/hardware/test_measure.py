@@ -12,6 +12,7 @@ from autoprune.cli import compose
 from autoprune.config import HardwareProfile, settings_from_dict
 from autoprune.hardware import Latency, MeasuredLatency, architecture_key, measure_latency
 from autoprune.hardware import measure as measure_module
+from autoprune.hardware import timing as timing_module
 
 SHAPE = (1, 16, 16)
 EXAMPLE = torch.zeros(1, *SHAPE)  # one example's input
@@ -48,7 +49,7 @@ class _Scripted(nn.Module):
 
 def test_blocks_give_median_p90_and_robust_cv_and_a_noisy_attempt_is_retried(
         cpu: HardwareProfile, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(measure_module.time, "perf_counter", lambda: _Clock.now)
+    monkeypatch.setattr(timing_module.time, "perf_counter", lambda: _Clock.now)
     settings = dataclasses.replace(cpu.measure, warmup=1, warmup_s=0.0, repeats=5, number=2,
                                    max_cv=0.05, retries=2)
     profile = dataclasses.replace(cpu, measure=settings)

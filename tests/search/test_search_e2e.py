@@ -10,9 +10,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
-from tests.fixtures.cluster import two_node_cluster
+from tests.fixtures.cluster import bench_only_venv, two_node_cluster
 from tests.fixtures.processes import env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,6 +249,58 @@ def test_two_node_cluster_measures_on_the_node_advertising_the_device(tmp_path):
     assert study.data.tags["latency_device"] == "cpu"
     assert len(trials) == 3
     assert {t.data.tags["latency_source"] for t in trials} == {"measured"}
+    # The torch backend sends torch.export programs; the node reports its PyTorch.
+    assert study.data.tags["device.torch"] == torch.__version__
+
+
+# Run on the device node: which Python its workers run, and which of the search stack they
+# can import (none of it, when the node has only autoprune[bench]).
+DEVICE_PROBE = """
+import importlib.util, json, sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR")
+
+@ray.remote(num_cpus=0, resources={"jetson": 0.01})
+def probe():
+    names = ("torch", "hydra", "mlflow", "optuna", "torch_pruning", "onnxruntime")
+    return {"python": sys.executable,
+            "importable": [n for n in names if importlib.util.find_spec(n) is not None]}
+
+print(json.dumps(ray.get(probe.remote())))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_a_device_with_only_the_bench_extra_measures_the_search_from_exported_files(
+        tmp_path):
+    """The second node runs in its own virtual environment with only `autoprune[bench]`: no
+    PyTorch, Hydra, MLflow or Optuna there. The study sends it ONNX files, every trial is
+    measured there, and the study run records the device's state."""
+    venv = bench_only_venv(tmp_path / "device-venv")
+    with two_node_cluster(device_venv=venv) as cluster:
+        device = json.loads(subprocess.run(
+            [sys.executable, "-c", DEVICE_PROBE, cluster.address], cwd=tmp_path,
+            env=env(**cluster.env), check=True, capture_output=True, text=True,
+            timeout=120).stdout.strip().splitlines()[-1])
+        result = subprocess.run(
+            [sys.executable, "-m", "autoprune", "search", f"cache_dir={tmp_path / 'cache'}",
+             *QUICK, *SMALL_RESNET, "hardware=jetson", "hardware.device=cpu",
+             "hardware.backend=onnxruntime", "hardware.precision=fp32",
+             "hardware.measure.warmup_s=0", "search.n_trials=3",
+             f"ray.address={cluster.address}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env(**cluster.env))
+    assert device == {"python": str(venv / "bin" / "python"), "importable": ["onnxruntime"]}
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, study, trials = study_runs(tmp_path)
+    tags = study.data.tags
+    assert tags["latency_source"] == "measured"
+    assert tags["latency_device"].startswith("cpu (onnxruntime ")
+    assert len(trials) == 3
+    assert {t.data.tags["latency_source"] for t in trials} == {"measured"}
+    # The device's own state, as its bench found it (this one is a CPU: no power mode).
+    assert tags["device.onnxruntime"] and tags["device.cores"].isdigit()
+    assert "device.torch" not in tags and "device.power_mode" not in tags
+    assert f"({tags['device.cpu']}" in result.stdout
 
 
 @pytest.mark.slow
