@@ -127,9 +127,13 @@ def test_every_gpu_profile_states_its_latency_model(settings_for):
         if profile.device == "cpu":
             continue
         assert profile.roofline is not None, name
-        assert set(profile.roofline.peak_tflops) == {"fp32", "fp16", "int8"}, name
         peaks = profile.roofline.peak_tflops
+        # bf16 where the GPU has it (Ampere and later), at the fp16 rate.
+        assert set(peaks) - {"bf16"} == {"fp32", "fp16", "int8"}, name
         assert 0 < peaks["fp32"] <= peaks["fp16"] <= peaks["int8"], name
+        assert peaks.get("bf16", peaks["fp16"]) == peaks["fp16"], name
+    with pytest.raises(UserError, match="peak_tflops has no figure for bf16"):
+        settings_for("hardware=jetson_nano", "hardware.precision=bf16")  # Maxwell: no bf16
         assert profile.roofline.bandwidth_gbps > 0 and profile.measure.warmup_s >= 1.0, name
 
 

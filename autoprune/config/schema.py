@@ -121,6 +121,9 @@ class MeasureConfig:
     timeout_s: float = 300.0
     attempts: int = 3
     give_up_after: int = 3
+    # Under measure_policy=adaptive: the widest prediction interval (log-scale standard
+    # deviation) of the learnt latency model trusted to leave a trial unmeasured.
+    max_uncertainty: float = 0.15
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from autoprune.errors import UserError
 
 MODES = ("measure", "predict", "auto")
 MEASURE_POLICIES = ("all", "adaptive")
-PRECISIONS = ("fp32", "fp16", "int8")
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+BACKENDS = ("torch", "compile", "cudagraphs", "onnxruntime", "tensorrt")
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "uniform", "refine", "amc")
 DATA = ("digits", "synthetic", "arrays", "dataset", "text")
 
@@ -147,6 +147,10 @@ def hardware(raw: dict[str, Any]) -> HardwareProfile:
           "autoprune calibrate` fits it and stores it per profile")
     measure = typed(MeasureConfig, "hardware.measure", dict(values.pop("measure", None) or {}))
     roof_raw = values.pop("roofline", None)
+    if roof_raw and isinstance(roof_raw.get("peak_tflops"), dict):
+        # null: a precision the device lacks (a profile can unset one its parent has)
+        roof_raw = {**roof_raw, "peak_tflops": {k: v for k, v in roof_raw["peak_tflops"].items()
+                                                if v is not None}}
     roofline = typed(RooflineConfig, "hardware.roofline", dict(roof_raw)) if roof_raw else None
     profile = typed(HardwareProfile, "hardware", {**values, "measure": measure,
                                                    "roofline": roofline})
@@ -154,17 +158,20 @@ def hardware(raw: dict[str, Any]) -> HardwareProfile:
     one_of("hardware.measure_policy", profile.measure_policy, MEASURE_POLICIES)
     one_of("hardware.backend", profile.backend, BACKENDS)
     one_of("hardware.precision", profile.precision, PRECISIONS)
-    check(profile.backend != "tensorrt" or profile.device.startswith("cuda"),
-          f"hardware.backend=tensorrt runs on an NVIDIA GPU; hardware.device is "
-          f"{profile.device} (use cuda, or backend torch or onnxruntime)")
+    for gpu_only in ("tensorrt", "cudagraphs"):
+        check(profile.backend != gpu_only or profile.device.startswith("cuda"),
+              f"hardware.backend={gpu_only} runs on an NVIDIA GPU; hardware.device is "
+              f"{profile.device} (use cuda, or backend torch, compile or onnxruntime)")
     check(profile.alignment >= 1, "hardware.alignment must be at least 1")
     check(profile.batch_size >= 1, "hardware.batch_size must be at least 1")
     check(profile.threads >= 1, "hardware.threads must be at least 1")
     check(measure.repeats >= 3 and measure.number >= 1 and measure.warmup >= 0
           and measure.warmup_s >= 0 and measure.retries >= 0 and measure.max_cv > 0
-          and measure.timeout_s > 0 and measure.attempts >= 1 and measure.give_up_after >= 1,
+          and measure.timeout_s > 0 and measure.attempts >= 1 and measure.give_up_after >= 1
+          and measure.max_uncertainty > 0,
           "hardware.measure needs repeats >= 3, number >= 1, warmup >= 0, warmup_s >= 0, "
-          "retries >= 0, max_cv > 0, timeout_s > 0, attempts >= 1 and give_up_after >= 1")
+          "retries >= 0, max_cv > 0, timeout_s > 0, attempts >= 1, give_up_after >= 1 and "
+          "max_uncertainty > 0")
     if profile.mode == "predict":
         check(roofline is not None,
               f"hardware={profile.name} has no latency model (roofline); use mode=measure")

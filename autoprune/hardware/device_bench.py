@@ -49,8 +49,8 @@ def onnx_runner(model: bytes, inputs: Mapping[str, Any],
 
 def program_runner(model: bytes, inputs: Mapping[str, Any], settings: Mapping[str, Any]
                    ) -> tuple[Callable[[], object], str, Callable[[], object]]:
-    """One batch through a `torch.export` program on the profile's device: (run, device's
-    name, synchronise)."""
+    """One batch through a `torch.export` program on the profile's device, as the backend runs
+    it (eager, compiled, or a CUDA graph): (run, device's name, synchronise)."""
     import torch
     from torch.export.passes import move_to_device_pass
 
@@ -60,15 +60,20 @@ def program_runner(model: bytes, inputs: Mapping[str, Any], settings: Mapping[st
     program = torch.export.load(io.BytesIO(model))
     if device.type != "cpu":
         program = move_to_device_pass(program, device)
-    module = program.module()
-    dtype = torch.float16 if device.type == "cuda" and settings["precision"] == "fp16" \
+    from autoprune.hardware.compiled import compiled, replayed
+
+    backend = settings["backend"]
+    module = compiled(program.module(), backend, device)
+    halves = {"fp16": torch.float16, "bf16": torch.bfloat16}
+    dtype = halves.get(settings["precision"], torch.float32) if device.type == "cuda" \
         else torch.float32
     args = [torch.from_numpy(a).to(device, dtype=dtype if a.dtype.kind == "f" else None)
             for a in inputs.values()]
+    run = replayed(lambda: module(*args), backend, device)
+    suffix = "" if backend == "torch" else f" ({backend})"
     if device.type == "cuda":
-        return (lambda: module(*args)), torch.cuda.get_device_name(device), \
-            torch.cuda.synchronize
-    return (lambda: module(*args)), "cpu", _nothing
+        return run, torch.cuda.get_device_name(device) + suffix, torch.cuda.synchronize
+    return run, "cpu" + suffix, _nothing
 
 
 def _gpu_name() -> str:

@@ -22,7 +22,7 @@ from autoprune.hardware.latency import cast_inputs, timing_input
 from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
 
 MEASURE_FIELDS = ("warmup", "warmup_s", "repeats", "number", "max_cv", "retries")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def bench_settings(profile: HardwareProfile) -> dict[str, Any]:
@@ -53,7 +53,8 @@ def onnx_bytes(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> bytes:
 
 def program_bytes(model: nn.Module, inputs: Mapping[str, torch.Tensor],
                   profile: HardwareProfile) -> bytes:
-    """`model` as a `torch.export` program in the profile's precision (fp16 on CUDA)."""
+    """`model` as a `torch.export` program in the profile's precision (fp16 or bf16 on
+    CUDA, fp32 elsewhere)."""
     dtype = DTYPES.get(profile.precision, torch.float32) \
         if profile.device.startswith("cuda") else torch.float32
     keywords = [] if list(inputs) == ["input"] else list(inputs)
@@ -73,7 +74,7 @@ def export_job(model: nn.Module, example: Any, profile: HardwareProfile) -> dict
 
     model = copy.deepcopy(model).eval()
     inputs = named_inputs(example, profile.batch_size)
-    form = "pt2" if profile.backend == "torch" else "onnx"
+    form = "onnx" if profile.backend in ("onnxruntime", "tensorrt") else "pt2"
     try:
         data = program_bytes(model, inputs, profile) if form == "pt2" else \
             onnx_bytes(model, inputs)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
+from autoprune.hardware.compiled import compiled, replayed
 from autoprune.hardware.latency import (
     Latency,
     architecture_key,
@@ -21,7 +22,7 @@ from autoprune.hardware.timing import keep_faster, summary, time_blocks
 from autoprune.pruning.quantize import is_quantized, quantize_int8
 from autoprune.tasks import call_model
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(profile: HardwareProfile) -> torch.device:
@@ -44,7 +45,9 @@ def _torch_runner(model: nn.Module, example: Any, profile: HardwareProfile,
     x = cast_inputs(timing_input(example, profile.batch_size), device, dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return (lambda: call_model(model, x)), name, sync
+    model = compiled(model, profile.backend, device)
+    run = replayed(lambda: call_model(model, x), profile.backend, device)
+    return run, name + ("" if profile.backend == "torch" else f" ({profile.backend})"), sync
 
 
 @torch.inference_mode()

@@ -24,7 +24,7 @@ from autoprune.config import HardwareProfile, RooflineConfig
 from autoprune.hardware.latency import Latency, timing_input
 from autoprune.tasks import call_model
 
-BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 aten = torch.ops.aten
 # Operators that move no data (views) or are folded into neighbours by graph compilers.
 FREE = {aten.view.default, aten.t.default, aten._unsafe_view.default, aten.reshape.default,

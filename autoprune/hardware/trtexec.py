@@ -26,7 +26,8 @@ from typing import Any
 from autoprune.hardware.timing import quietest
 
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
-PRECISION_FLAGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}
+PRECISION_FLAGS = {"fp32": [], "fp16": ["--fp16"], "bf16": ["--bf16"],
+                   "int8": ["--int8", "--fp16"]}
 
 
 def find_trtexec() -> str | None:

@@ -88,7 +88,8 @@ def plan_latency(profile: HardwareProfile, example: Any) -> LatencyPlan:
     if profile.measure_policy == "adaptive":
         from autoprune.search.adaptive import LatencyLearner
 
-        plan.learner = LatencyLearner.options(scheduling_strategy=here()).remote()
+        plan.learner = LatencyLearner.options(scheduling_strategy=here()).remote(
+            max_uncertainty=profile.measure.max_uncertainty)
     return plan
 
 
