@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NEEDS_CUDA = {"cuda_strategies"}
+NEEDS_CUDA = {"cuda_strategies", "compiled_speedups_cuda"}
 
 
 def recorded(tree: object) -> Iterator[str]:
