@@ -96,11 +96,12 @@ def time_job(job: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
         return {**summary(time_blocks(run, _nothing, settings["measure"])), "device": name}
     import torch
 
-    run, name, sync = program_runner(job["model"], inputs, settings)
     threads = torch.get_num_threads()
     torch.set_num_threads(settings["threads"])
     try:
+        # Loaded, compiled or captured, and run without autograd.
         with torch.inference_mode():
+            run, name, sync = program_runner(job["model"], inputs, settings)
             blocks = time_blocks(run, sync, settings["measure"])
     finally:
         torch.set_num_threads(threads)
