@@ -100,3 +100,23 @@ def test_what_cannot_go_to_the_device_fails_the_trial_with_the_reason(local_ray,
     with pytest.raises(TrialFailed, match="hardware.backend=tensorrt hardware.precision=int8"):
         backend.latency(nn.Conv2d(1, 8, 3), int8_calibration=EXAMPLE)
     assert ray.get(bench.stats.remote())["measured"] == 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_language_model_goes_to_the_device_as_its_token_ids(cpu, backend):
+    from autoprune.models.gpt import GPT
+
+    torch.manual_seed(0)
+    model = GPT(context=16, dim=32).eval()
+    ids = torch.randint(0, 256, (1, 16))
+    job = export_job(model, ids, dataclasses.replace(cpu, backend=backend))
+    assert job["inputs"]["input"].dtype.kind == "i"  # token ids stay integers
+    if backend == "torch":
+        out = torch.export.load(io.BytesIO(job["model"])).module()(ids)
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(job["model"], providers=["CPUExecutionProvider"])
+        out = torch.from_numpy(session.run(None, {"input": ids.numpy()})[0])
+    with torch.no_grad():
+        assert torch.allclose(out, model(ids), atol=1e-4)
