@@ -3,20 +3,13 @@ result of the model's shape; the report gives every backend's speedup with its s
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import load
 
 
 def _module():
-    path = ROOT / "benchmarks" / "compiled_speedups.py"
-    spec = importlib.util.spec_from_file_location("compiled_speedups", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("compiled_speedups")
 
 
 def test_the_pruned_models_are_narrower_and_keep_their_outputs():

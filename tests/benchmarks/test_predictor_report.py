@@ -3,18 +3,11 @@ across runs, per zoo model and for the held-out architecture."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import load
 
 
 def _report():
-    path = ROOT / "benchmarks" / "predictor_report.py"
-    spec = importlib.util.spec_from_file_location("predictor_report", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.report
+    return load("predictor_report").report
 
 
 def _scores(tau: float, within: float) -> dict:

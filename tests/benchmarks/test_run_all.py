@@ -3,19 +3,17 @@ keeps files built up method by method whole."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
+
+from tests.benchmarks import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_all():
-    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("run_all")
 
 
 def test_every_results_file_has_its_commands_and_each_names_a_benchmark():

@@ -40,6 +40,16 @@ def test_the_device_bench_imports_nothing_of_the_search_stack():
     assert out.stdout.strip() == "[]"
 
 
+def _run(job: dict, x: torch.Tensor) -> torch.Tensor:
+    """What the exported file computes for `x` (its single input)."""
+    if job["format"] == "pt2":
+        return torch.export.load(io.BytesIO(job["model"])).module()(x)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(job["model"], providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_an_exported_model_computes_what_the_model_computes(cpu, backend):
     torch.manual_seed(0)
@@ -49,15 +59,8 @@ def test_an_exported_model_computes_what_the_model_computes(cpu, backend):
     assert job["format"] == ("pt2" if backend == "torch" else "onnx")
     assert isinstance(job["model"], bytes) and set(job["inputs"]) == {"input"}
     assert job["inputs"]["input"].shape == (cpu.batch_size, 1, 8, 8)
-    if backend == "torch":
-        out = torch.export.load(io.BytesIO(job["model"])).module()(x)
-    else:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(job["model"], providers=["CPUExecutionProvider"])
-        out = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
     with torch.no_grad():
-        assert torch.allclose(out, model(x), atol=1e-5)
+        assert torch.allclose(_run(job, x), model(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
@@ -111,12 +114,5 @@ def test_a_language_model_goes_to_the_device_as_its_token_ids(cpu, backend):
     ids = torch.randint(0, 256, (1, 16))
     job = export_job(model, ids, dataclasses.replace(cpu, backend=backend))
     assert job["inputs"]["input"].dtype.kind == "i"  # token ids stay integers
-    if backend == "torch":
-        out = torch.export.load(io.BytesIO(job["model"])).module()(ids)
-    else:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(job["model"], providers=["CPUExecutionProvider"])
-        out = torch.from_numpy(session.run(None, {"input": ids.numpy()})[0])
     with torch.no_grad():
-        assert torch.allclose(out, model(ids), atol=1e-4)
+        assert torch.allclose(_run(job, ids), model(ids), atol=1e-4)
