@@ -18,7 +18,13 @@ from collections.abc import Callable
 
 import torch
 
-COMPILED = ("compile", "cudagraphs")
+HALVES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def timing_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype a model is timed in: the profile's half precision on CUDA, fp32 elsewhere
+    (a CPU has no fast fp16 kernels; int8 is a quantised model, timed from fp32 inputs)."""
+    return HALVES.get(precision, torch.float32) if device.type == "cuda" else torch.float32
 
 
 def compiled(module: torch.nn.Module, backend: str, device: torch.device) -> torch.nn.Module:

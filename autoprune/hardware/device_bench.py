@@ -12,6 +12,7 @@ A job is {format: "onnx" | "pt2", model: bytes, inputs: {name: ndarray}}; settin
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Callable, Mapping
@@ -60,13 +61,11 @@ def program_runner(model: bytes, inputs: Mapping[str, Any], settings: Mapping[st
     program = torch.export.load(io.BytesIO(model))
     if device.type != "cpu":
         program = move_to_device_pass(program, device)
-    from autoprune.hardware.compiled import compiled, replayed
+    from autoprune.hardware.compiled import compiled, replayed, timing_dtype
 
     backend = settings["backend"]
     module = compiled(program.module(), backend, device)
-    halves = {"fp16": torch.float16, "bf16": torch.bfloat16}
-    dtype = halves.get(settings["precision"], torch.float32) if device.type == "cuda" \
-        else torch.float32
+    dtype = timing_dtype(settings["precision"], device)
     args = [torch.from_numpy(a).to(device, dtype=dtype if a.dtype.kind == "f" else None)
             for a in inputs.values()]
     run = replayed(lambda: module(*args), backend, device)
@@ -76,6 +75,7 @@ def program_runner(model: bytes, inputs: Mapping[str, Any], settings: Mapping[st
     return run, "cpu" + suffix, _nothing
 
 
+@functools.cache
 def _gpu_name() -> str:
     return nvidia_smi().get("gpu") or jetpack().get("board") or "GPU"
 

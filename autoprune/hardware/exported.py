@@ -8,6 +8,7 @@ values (`bench_settings`). `autoprune.hardware.device_bench` runs them.
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Mapping
 from typing import Any
@@ -18,11 +19,11 @@ from torch import nn
 from autoprune.config import HardwareProfile
 from autoprune.deprecations import known_deprecations
 from autoprune.export import MainOutput
+from autoprune.hardware.compiled import timing_dtype
 from autoprune.hardware.latency import cast_inputs, timing_input
 from autoprune.pruning.strategies.gate_kernels import onnx_static_batch
 
 MEASURE_FIELDS = ("warmup", "warmup_s", "repeats", "number", "max_cv", "retries")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def bench_settings(profile: HardwareProfile) -> dict[str, Any]:
@@ -40,14 +41,18 @@ def named_inputs(example: Any, batch_size: int) -> dict[str, torch.Tensor]:
     return dict(inputs) if isinstance(inputs, Mapping) else {"input": inputs}
 
 
+def _keywords(inputs: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names the model takes its inputs under: none for a single tensor."""
+    return [] if list(inputs) == ["input"] else list(inputs)
+
+
 def onnx_bytes(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> bytes:
     """`model` (float) exported to ONNX for exactly these inputs (the batch size fixed)."""
-    keywords = [] if list(inputs) == ["input"] else list(inputs)
     buffer = io.BytesIO()
     with known_deprecations(), onnx_static_batch():
-        torch.onnx.export(MainOutput(model.float(), keywords).eval(), tuple(inputs.values()),
-                          buffer, dynamo=False, input_names=list(inputs),
-                          output_names=["logits"])
+        torch.onnx.export(MainOutput(model.float(), _keywords(inputs)).eval(),
+                          tuple(inputs.values()), buffer, dynamo=False,
+                          input_names=list(inputs), output_names=["logits"])
     return buffer.getvalue()
 
 
@@ -55,13 +60,12 @@ def program_bytes(model: nn.Module, inputs: Mapping[str, torch.Tensor],
                   profile: HardwareProfile) -> bytes:
     """`model` as a `torch.export` program in the profile's precision (fp16 or bf16 on
     CUDA, fp32 elsewhere)."""
-    dtype = DTYPES.get(profile.precision, torch.float32) \
-        if profile.device.startswith("cuda") else torch.float32
-    keywords = [] if list(inputs) == ["input"] else list(inputs)
+    dtype = timing_dtype(profile.precision, torch.device(profile.device))
     args = tuple(cast_inputs(list(inputs.values()), torch.device("cpu"), dtype))
     buffer = io.BytesIO()
     with known_deprecations(), onnx_static_batch(), torch.no_grad():
-        program = torch.export.export(MainOutput(model.to(dtype), keywords).eval(), args)
+        program = torch.export.export(MainOutput(model.to(dtype), _keywords(inputs)).eval(),
+                                      args)
         torch.export.save(program, buffer)
     return buffer.getvalue()
 
@@ -70,8 +74,6 @@ def export_job(model: nn.Module, example: Any, profile: HardwareProfile) -> dict
     """What the device bench times for `model`: {format, model (bytes), inputs (NumPy)}.
 
     Raises RuntimeError, saying why, when the model cannot be exported."""
-    import copy
-
     model = copy.deepcopy(model).eval()
     inputs = named_inputs(example, profile.batch_size)
     form = "onnx" if profile.backend in ("onnxruntime", "tensorrt") else "pt2"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from autoprune.config import HardwareProfile
-from autoprune.hardware.compiled import compiled, replayed
+from autoprune.hardware.compiled import compiled, replayed, timing_dtype
 from autoprune.hardware.latency import (
     Latency,
     architecture_key,
@@ -21,8 +21,6 @@ from autoprune.hardware.latency import (
 from autoprune.hardware.timing import keep_faster, summary, time_blocks
 from autoprune.pruning.quantize import is_quantized, quantize_int8
 from autoprune.tasks import call_model
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(profile: HardwareProfile) -> torch.device:
@@ -35,7 +33,7 @@ def resolve_device(profile: HardwareProfile) -> torch.device:
 def _torch_runner(model: nn.Module, example: Any, profile: HardwareProfile,
                   device: torch.device) -> tuple[Callable[[], object], str, Callable[[], object]]:
     """PyTorch eager on `device` in the profile's precision: (run one batch, device, sync)."""
-    dtype = DTYPES.get(profile.precision, torch.float32) if device.type == "cuda" else torch.float32
+    dtype = timing_dtype(profile.precision, device)
     if is_quantized(model):
         if device.type != "cpu":
             raise RuntimeError("int8 models from PyTorch quantisation run on the CPU only")
@@ -60,9 +58,9 @@ def measure_latency(model: nn.Module, example: Any, profile: HardwareProfile) ->
     """
     settings = profile.measure
     device = resolve_device(profile)
-    model = copy.deepcopy(model).eval()
     if profile.backend in ("tensorrt", "onnxruntime"):
-        return exported_latency(model, example, profile)
+        return exported_latency(model, example, profile)  # exports a copy
+    model = copy.deepcopy(model).eval()
     run, name, sync = _torch_runner(model, example, profile, device)
     threads = torch.get_num_threads()
     torch.set_num_threads(profile.threads)
