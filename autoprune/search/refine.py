@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autoprune.errors import UserError
 from autoprune.pruning.policy import RATIO_SUFFIX, STRATEGY_SUFFIX
 from autoprune.search.pareto import pareto_front
-from autoprune.search.samplers import CONSTRAINTS_ATTR, PlannedSampler, grid
+from autoprune.search.samplers import CONSTRAINTS_ATTR, PlannedSampler, grid_points
 from autoprune.search.space import LAYER
 from autoprune.tasks import Objective
 
@@ -68,26 +68,26 @@ class RefineSampler(PlannedSampler):
         self.options = RefineOptions.from_dict(options)
         self.objective, self.reference = objective, reference
         self.rng = random.Random(seed)
-        size = max(1, round(self.options.grid_fraction * n_trials))
-        self.cells = grid(space.ratio_min, space.ratio_max, len(space.removable()), size)
+        self.points = grid_points(space, max(1, round(self.options.grid_fraction * n_trials)))
         self.plans: dict[int, dict[str, Any]] = {}
 
     def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         if trial.number not in self.plans:
             trials = study.get_trials(deepcopy=False)
             parents = self.parents([t for t in trials if t.state == TrialState.COMPLETE])
-            if trial.number < len(self.cells) or not parents:
-                ratio, depth = self.cells[trial.number % len(self.cells)]
-                self.plans[trial.number] = self.space.uniform_point(ratio, depth)
+            if trial.number < len(self.points) or not parents:
+                self.plans[trial.number] = dict(
+                    self.points[trial.number % len(self.points)])
             else:
-                taken = [t.params for t in trials]
-                self.plans[trial.number] = self.child(
-                    self.rng.choice(parents).params, [*taken, *self.plans.values()])
+                taken = {self.space.effective(p)
+                         for p in [*(t.params for t in trials), *self.plans.values()]}
+                self.plans[trial.number] = self.child([t.params for t in parents], taken)
         return self.plans[trial.number]
 
     def parents(self, done: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         """The front of the finished trials (those meeting the constraints, when any do),
-        without its members below `floor` of the reference unless none is above it."""
+        without its members below `floor` of the reference; while none is above it, the
+        front's best (the fastest, most pruned members are the furthest from it)."""
         done = [t for t in done if t.values and len(t.values) == 2]
         feasible = [t for t in done
                     if all(v <= 0 for v in t.user_attrs.get(CONSTRAINTS_ATTR, []))]
@@ -96,16 +96,20 @@ class RefineSampler(PlannedSampler):
             [(self.objective.score(t.values[0]), t.values[1]) for t in done])]
         good = [t for t in front if self.objective.ratio(self.reference, t.values[0])
                 >= self.options.floor]
-        return good or front
+        best = max(front, key=lambda t: self.objective.score(t.values[0]), default=None)
+        return good or ([best] if best else [])
 
-    def child(self, params: Mapping[str, Any],
-              taken: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """A mutation of `params` that no trial has tried yet (the last one drawn when
-        twenty draws all were)."""
-        for _ in range(20):
-            child = self.mutate(params)
-            if child not in taken:
-                break
+    def child(self, parents: Sequence[Mapping[str, Any]],
+              taken: set[tuple[tuple[str, Any], ...]]) -> dict[str, Any]:
+        """A mutation of a random parent that builds a model no trial has tried yet
+        (`PolicySpace.effective`): twenty draws from each parent in turn, the last one
+        drawn when all of them were tried."""
+        child: dict[str, Any] = {}
+        for params in self.rng.sample(list(parents), len(parents)):
+            for _ in range(20):
+                child = self.mutate(params)
+                if self.space.effective(child) not in taken:
+                    return child
         return child
 
     def mutate(self, params: Mapping[str, Any]) -> dict[str, Any]:

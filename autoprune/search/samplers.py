@@ -128,17 +128,16 @@ class UniformSampler(PlannedSampler):
     """The grid a user would write by hand: one global ratio for every group (in each group's
     preferred structured strategy) crossed with a depth, the number of residual blocks
     removed from the deepest. `n_trials` cells: every depth from 0 to the removable blocks,
-    ratios swept evenly from the space's smallest to its largest; trials past the budget wrap
-    around the grid."""
+    ratios swept evenly from the space's smallest to its largest, each a different model
+    (`grid_points`); trials past the budget wrap around the grid."""
 
     def __init__(self, space: Any, n_trials: int) -> None:
         super().__init__(seed=0)
         self.space = space
-        self.cells = grid(space.ratio_min, space.ratio_max, len(space.removable()), n_trials)
+        self.points = grid_points(space, n_trials)
 
     def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-        ratio, depth = self.cells[trial.number % len(self.cells)]
-        return self.space.uniform_point(ratio, depth)
+        return dict(self.points[trial.number % len(self.points)])
 
 
 def grid(lo: float, hi: float, blocks: int, n_trials: int) -> list[tuple[float, int]]:
@@ -161,6 +160,24 @@ def grid(lo: float, hi: float, blocks: int, n_trials: int) -> list[tuple[float, 
     for i in range(max(per)):
         cells += [(column[i], d) for d, column in enumerate(columns) if i < len(column)]
     return cells
+
+
+def grid_points(space: Any, n_trials: int) -> list[dict[str, Any]]:
+    """`n_trials` uniform points of `space` (`grid` cells) that build different models: cells
+    that collapse into one (every block removed, whatever the ratio) are tried once, and the
+    budget they leave goes to a finer sweep, up to four times the cells."""
+    points: list[dict[str, Any]] = []
+    for size in range(n_trials, 4 * n_trials + 1):
+        points, seen = [], set()
+        for ratio, depth in grid(space.ratio_min, space.ratio_max, len(space.removable()),
+                                 size):
+            point = space.uniform_point(ratio, depth)
+            if space.effective(point) not in seen:
+                seen.add(space.effective(point))
+                points.append(point)
+        if len(points) >= n_trials:
+            return points[:n_trials]
+    return points
 
 
 def _spread(values: list[float]) -> list[float]:

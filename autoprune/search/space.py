@@ -109,6 +109,15 @@ class PolicySpace:
             point.pop(gid + RATIO_SUFFIX, None)
         return point
 
+    def effective(self, params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """What of `params` decides the pruned model, hashable: the decisions of groups
+        inside a removed block are dropped, since the block goes with them (two policies
+        that differ only there build the same model)."""
+        removed = [key[:-len(STRATEGY_SUFFIX)] + "." for key, value in params.items()
+                   if key.endswith(STRATEGY_SUFFIX) and value == LAYER]
+        return tuple(sorted((key, value) for key, value in params.items()
+                            if not any(key.startswith(prefix) for prefix in removed)))
+
     def removable(self) -> tuple[str, ...]:
         """The groups that can be removed whole (residual blocks), in model order."""
         return tuple(gid for gid, names in self.choices.items() if LAYER in names)

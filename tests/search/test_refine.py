@@ -41,12 +41,12 @@ def run(sampler: RefineSampler, n: int, score) -> optuna.Study:  # noqa: ANN001
 def test_the_first_trials_are_the_grid_then_children_of_the_good_front():
     sampler = RefineSampler(SPACE, 20, seed=0, options={"grid_fraction": 0.4},
                             objective=ACCURACY, reference=1.0)
-    assert len(sampler.cells) == 8
+    assert len(sampler.points) == 8
     # Accuracy falls with the work removed; below 0.9 of the reference nobody deploys.
     study = run(sampler, 20, lambda p: 1.0 - 0.3 * (1 - kept(p)) ** 2)
     trials = study.trials
-    for trial, (ratio, depth) in zip(trials[:8], sampler.cells, strict=True):
-        assert trial.params == SPACE.uniform_point(ratio, depth)
+    for trial, point in zip(trials[:8], sampler.points, strict=True):
+        assert trial.params == point
     grid_params = [t.params for t in trials[:8]]
     later = trials[8:]
     assert all(t.params not in grid_params for t in later)  # never a trial tried before
@@ -70,7 +70,7 @@ def test_children_are_uneven_policies_the_grid_cannot_express():
     sampler = RefineSampler(SPACE, 40, seed=1, options={}, objective=ACCURACY,
                             reference=1.0)
     study = run(sampler, 40, lambda p: 1.0 - 0.1 * (1 - kept(p)))
-    uneven = [t for t in study.trials[len(sampler.cells):]
+    uneven = [t for t in study.trials[len(sampler.points):]
               if len({v for k, v in t.params.items() if k.endswith(".ratio")}) > 1]
     middle_removed = [t for t in study.trials
                       if t.params.get("b.block.strategy") == "layer"
@@ -78,7 +78,7 @@ def test_children_are_uneven_policies_the_grid_cannot_express():
     assert uneven and middle_removed  # the grid removes blocks from the deepest only
 
 
-def test_parents_are_front_models_above_the_floor_or_the_whole_front_when_none_is():
+def test_parents_are_front_models_above_the_floor_or_the_fronts_best_when_none_is():
     sampler = RefineSampler(SPACE, 10, seed=0, options={"floor": 0.95}, objective=ACCURACY,
                             reference=0.8)
     study = run(sampler, 6, lambda p: 0.8 * (0.9 + 0.1 * kept(p)))
@@ -87,8 +87,9 @@ def test_parents_are_front_models_above_the_floor_or_the_whole_front_when_none_i
     front = {t.number for t in study.best_trials}
     assert {t.number for t in parents} <= front
     low = RefineSampler(SPACE, 10, seed=0, options={"floor": 1.0}, objective=ACCURACY,
-                        reference=10.0)  # nothing reaches it: the whole front
-    assert {t.number for t in low.parents(study.trials)} == front
+                        reference=10.0)  # nothing reaches it: the front's most accurate
+    best = max(study.best_trials, key=lambda t: t.values[0])
+    assert [t.number for t in low.parents(study.trials)] == [best.number]
 
 
 def test_a_minimised_metric_takes_parents_by_its_own_direction():
@@ -114,3 +115,27 @@ def test_a_mutation_always_changes_the_policy_and_stays_in_the_space(seed):
         for block in ("b", "c"):  # a removed block has no ratio; a kept one is channel-pruned
             if child.get(f"{block}.block.strategy") == "layer":
                 assert f"{block}.block.ratio" not in child
+
+
+def test_children_never_rebuild_a_model_already_tried():
+    # A transformer's space: every group lives in a block. The most pruned model (every
+    # block removed) is on the front as its fastest; moving its ratios would build it again.
+    space = PolicySpace({f"blocks.{i}{part}": (kind,) for i in range(4)
+                         for part, kind in (("", "layer"), (".attn", "head"),
+                                            (".mlp", "neuron"))}, 0.0, 0.75, 0.05)
+    perplexity = Objective("perplexity", "minimize")
+    sampler = RefineSampler(space, 24, seed=0, options={}, objective=perplexity,
+                            reference=5.0)
+
+    def left(params: dict) -> float:  # the share of the blocks' work kept
+        kept = [1.0 - params.get(f"blocks.{i}.attn.ratio", 0.0) for i in range(4)
+                if params.get(f"blocks.{i}.strategy") != "layer"]
+        return (0.05 + sum(kept)) / 4.05
+
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    for _ in range(24):
+        trial = study.ask()
+        space(trial)
+        study.tell(trial, [5.0 / (0.2 + 0.8 * left(trial.params)), left(trial.params)])
+    models = [space.effective(t.params) for t in study.trials]
+    assert len(set(models)) == 24

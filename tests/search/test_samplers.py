@@ -17,6 +17,7 @@ from autoprune.search.samplers import (
     Constraints,
     UniformSampler,
     grid,
+    grid_points,
     make_sampler,
     resolve_constraints,
 )
@@ -161,3 +162,25 @@ def test_accuracy_limits_are_refused_for_another_metric():
                                         "task's metric is perplexity: use search.max_drop"):
         resolve_constraints(search_config("tpe", "search.max_accuracy_drop=0.01"), 4.0,
                             Objective("perplexity", "minimize"))
+
+
+def test_grid_cells_that_build_one_model_are_tried_once_and_the_budget_goes_elsewhere():
+    # A transformer: every group lives in a block, so with every block removed the ratio is
+    # moot; the grid tries that model once and sweeps the other depths finer.
+    space = PolicySpace({f"blocks.{i}{part}": (kind,) for i in range(4)
+                         for part, kind in (("", "layer"), (".attn", "head"),
+                                            (".mlp", "neuron"))}, 0.0, 0.75, 0.05)
+    points = grid_points(space, 24)
+    models = {space.effective(p) for p in points}
+    assert len(points) == 24 == len(models)
+    every_block = [p for p in points if sum(v == "layer" for v in p.values()) == 4]
+    assert len(every_block) == 1
+    sampler = UniformSampler(space, n_trials=24)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    tried = set()
+    for _ in range(24):
+        trial = study.ask()
+        space(trial)
+        tried.add(space.effective(trial.params))
+        study.tell(trial, [0.5, 1.0])
+    assert len(tried) == 24

@@ -140,3 +140,16 @@ def test_caps_narrow_a_groups_range_and_points_respect_them():
         study.tell(trial, [0.5, 1.0])
     assert s.uniform_point(0.6) == {"a.conv.ratio": 0.30, "b.conv.ratio": 0.6}
     assert s.point({"b.conv": 0.42}) == {"a.conv.ratio": 0.0, "b.conv.ratio": 0.4}
+
+
+def test_decisions_inside_a_removed_block_do_not_make_another_model():
+    space = PolicySpace({"blocks.0": ("layer",), "blocks.0.attn": ("head",),
+                         "blocks.1": ("layer",), "blocks.1.attn": ("head",),
+                         "blocks.10.attn": ("head",)}, 0.0, 0.75, 0.05)
+    removed = space.uniform_point(0.25, depth=1)  # blocks.1 removed
+    assert space.effective(removed) == space.effective({**removed, "blocks.1.attn.ratio": 0.5})
+    # ... but a kept block's decisions do, and so does a block whose name only starts alike
+    assert space.effective(removed) != space.effective({**removed, "blocks.0.attn.ratio": 0.5})
+    assert space.effective(removed) != space.effective({**removed, "blocks.10.attn.ratio": 0.5})
+    assert space.effective(space.uniform_point(0.25)) != space.effective(
+        space.uniform_point(0.5))
