@@ -124,10 +124,22 @@ def test_a_hung_bench_is_restarted_and_answers(local_ray, settings_for):
     assert time.monotonic() - started < 120
 
 
+def _wait_until_dead(actor, within_s: float = 30.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.node_id.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the actor still answered {within_s} s after it was killed")
+
+
 def test_a_bench_that_is_gone_fails_the_call_with_the_reason(local_ray, settings_for):
     bench = Bench.remote(_quick_profile(settings_for), torch.zeros(1, 1, 8, 8), None)
     ray.get(bench.node_id.remote())
     ray.kill(bench, no_restart=True)  # the device left for good
+    _wait_until_dead(bench)  # the kill is asynchronous: a call made at once may still run
     started = time.monotonic()
     with pytest.raises(BenchUnavailable,
                        match=r"gave up after 1 attempt\(s\): the bench process died"):
