@@ -165,19 +165,32 @@ def grid(lo: float, hi: float, blocks: int, n_trials: int) -> list[tuple[float, 
 def grid_points(space: Any, n_trials: int) -> list[dict[str, Any]]:
     """`n_trials` uniform points of `space` (`grid` cells) that build different models: cells
     that collapse into one (every block removed, whatever the ratio) are tried once, and the
-    budget they leave goes to a finer sweep, up to four times the cells."""
+    budget they leave goes to the smallest finer sweep that fills it, up to four times the
+    cells (at once when the space has fewer uniform models than `n_trials`)."""
+    sizes = range(n_trials, 4 * n_trials + 1)
+    if n_trials > _uniform_models(space):  # no sweep fills the budget
+        sizes = range(4 * n_trials, 4 * n_trials + 1)
     points: list[dict[str, Any]] = []
-    for size in range(n_trials, 4 * n_trials + 1):
+    for size in sizes:
         points, seen = [], set()
         for ratio, depth in grid(space.ratio_min, space.ratio_max, len(space.removable()),
                                  size):
             point = space.uniform_point(ratio, depth)
-            if space.effective(point) not in seen:
-                seen.add(space.effective(point))
+            model = space.effective(point)
+            if model not in seen:
+                seen.add(model)
                 points.append(point)
         if len(points) >= n_trials:
             return points[:n_trials]
     return points
+
+
+def _uniform_models(space: Any) -> int:
+    """How many different models the uniform points of `space` can build: every ratio of its
+    grid at every depth (a bound on what any sweep of `grid` reaches)."""
+    steps = round((space.ratio_max - space.ratio_min) / space.step)
+    return len({space.effective(space.uniform_point(space.ratio_min + i * space.step, depth))
+                for i in range(steps + 1) for depth in range(len(space.removable()) + 1)})
 
 
 def _spread(values: list[float]) -> list[float]:
