@@ -166,13 +166,15 @@ def grid_points(space: Any, n_trials: int) -> list[dict[str, Any]]:
     """`n_trials` uniform points of `space` (`grid` cells) that build different models: cells
     that collapse into one (every block removed, whatever the ratio) are tried once, and the
     budget they leave goes to the smallest finer sweep that fills it, up to four times the
-    cells (at once when the space has fewer uniform models than `n_trials`)."""
+    cells (at once when the space has fewer uniform models than `n_trials`). A sweep fine
+    enough to snap a ratio to 0 at depth 0 would build the unpruned model: never a point."""
+    base = _base_model(space)
     sizes = range(n_trials, 4 * n_trials + 1)
     if n_trials > _uniform_models(space):  # no sweep fills the budget
         sizes = range(4 * n_trials, 4 * n_trials + 1)
     points: list[dict[str, Any]] = []
     for size in sizes:
-        points, seen = [], set()
+        points, seen = [], {base}
         for ratio, depth in grid(space.ratio_min, space.ratio_max, len(space.removable()),
                                  size):
             point = space.uniform_point(ratio, depth)
@@ -189,8 +191,15 @@ def _uniform_models(space: Any) -> int:
     """How many different models the uniform points of `space` can build: every ratio of its
     grid at every depth (a bound on what any sweep of `grid` reaches)."""
     steps = round((space.ratio_max - space.ratio_min) / space.step)
-    return len({space.effective(space.uniform_point(space.ratio_min + i * space.step, depth))
-                for i in range(steps + 1) for depth in range(len(space.removable()) + 1)})
+    models = {space.effective(space.uniform_point(space.ratio_min + i * space.step, depth))
+              for i in range(steps + 1) for depth in range(len(space.removable()) + 1)}
+    return len(models - {_base_model(space)})
+
+
+def _base_model(space: Any) -> Any:
+    """The unpruned model as `effective` names it, when the space's ratios start at 0
+    (else None: no uniform point builds it)."""
+    return space.effective(space.uniform_point(0.0, 0)) if space.ratio_min == 0 else None
 
 
 def _spread(values: list[float]) -> list[float]:

@@ -184,3 +184,17 @@ def test_grid_cells_that_build_one_model_are_tried_once_and_the_budget_goes_else
         tried.add(space.effective(trial.params))
         study.tell(trial, [0.5, 1.0])
     assert len(tried) == 24
+
+
+def test_a_sweep_fine_enough_to_snap_a_ratio_to_zero_never_builds_the_unpruned_model():
+    # Depth 0 with 90 cells: its smallest ratio 0.75/90 snaps to 0 on a 0.05 grid.
+    groups = {"a.conv": ("channel",), "b.block": ("layer",), "c.fc": ("neuron",)}
+    space = PolicySpace(groups, 0.0, 0.75, 0.05)
+    unpruned = space.effective(space.uniform_point(0.0, 0))
+    for n in (10, 20, 31, 60):
+        points = grid_points(space, n)
+        models = [space.effective(p) for p in points]
+        assert unpruned not in models and len(set(models)) == len(models)
+    assert len(grid_points(space, 60)) == 31  # 16 ratios x 2 depths, less the unpruned one
+    shifted = PolicySpace(groups, 0.1, 0.75, 0.05)  # no unpruned model to avoid
+    assert len(grid_points(shifted, 60)) == 28
