@@ -169,11 +169,10 @@ def grid_points(space: Any, n_trials: int) -> list[dict[str, Any]]:
     cells (at once when the space has fewer uniform models than `n_trials`). A sweep fine
     enough to snap a ratio to 0 at depth 0 would build the unpruned model: never a point."""
     base = _base_model(space)
-    sizes = range(n_trials, 4 * n_trials + 1)
-    if n_trials > _uniform_models(space):  # no sweep fills the budget
-        sizes = range(4 * n_trials, 4 * n_trials + 1)
+    # When no sweep can fill the budget, go straight to the finest.
+    first = 4 * n_trials if n_trials > _uniform_models(space, base) else n_trials
     points: list[dict[str, Any]] = []
-    for size in sizes:
+    for size in range(first, 4 * n_trials + 1):
         points, seen = [], {base}
         for ratio, depth in grid(space.ratio_min, space.ratio_max, len(space.removable()),
                                  size):
@@ -187,13 +186,14 @@ def grid_points(space: Any, n_trials: int) -> list[dict[str, Any]]:
     return points
 
 
-def _uniform_models(space: Any) -> int:
-    """How many different models the uniform points of `space` can build: every ratio of its
-    grid at every depth (a bound on what any sweep of `grid` reaches)."""
+def _uniform_models(space: Any, base: Any) -> int:
+    """How many different models other than `base` (`_base_model`) the uniform points of
+    `space` can build: every ratio of its grid at every depth (a bound on what any sweep of
+    `grid` reaches)."""
     steps = round((space.ratio_max - space.ratio_min) / space.step)
     models = {space.effective(space.uniform_point(space.ratio_min + i * space.step, depth))
               for i in range(steps + 1) for depth in range(len(space.removable()) + 1)}
-    return len(models - {_base_model(space)})
+    return len(models - {base})
 
 
 def _base_model(space: Any) -> Any:
