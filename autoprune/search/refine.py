@@ -7,7 +7,9 @@ of the budget on that grid, coarser, and the rest on the region that decides a d
 each later trial takes a model on the current front (within `floor` of the reference metric)
 and changes it a little, a few groups' ratios moved by a normal step and now and then one
 residual block removed or brought back. Policies the grid cannot express (groups pruned
-unevenly, middle blocks removed) are reached from the best ones it found.
+unevenly, middle blocks removed) are reached from the best ones it found. The unpruned model
+counts as a member of that front until a trial is as good and faster: the gentlest prunings,
+which a coarse grid skips, grow from it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from optuna.trial import FrozenTrial, TrialState
 from autoprune.errors import UserError
 from autoprune.pruning.policy import RATIO_SUFFIX, STRATEGY_SUFFIX
 from autoprune.search.pareto import pareto_front
-from autoprune.search.samplers import CONSTRAINTS_ATTR, PlannedSampler, grid_points
+from autoprune.search.samplers import (
+    CONSTRAINTS_ATTR,
+    PlannedSampler,
+    grid_points,
+    unpruned_point,
+)
 from autoprune.search.space import LAYER
 from autoprune.tasks import Objective
 
@@ -62,7 +69,8 @@ class RefineSampler(PlannedSampler):
     """Grid trials first, then mutations of the front's members (see the module)."""
 
     def __init__(self, space: Any, n_trials: int, seed: int, options: Mapping[str, Any],
-                 objective: Objective, reference: float) -> None:
+                 objective: Objective, reference: float,
+                 base_latency_ms: float | None = None) -> None:
         super().__init__(seed)
         self.space = space
         self.options = RefineOptions.from_dict(options)
@@ -70,6 +78,11 @@ class RefineSampler(PlannedSampler):
         self.rng = random.Random(seed)
         self.points = grid_points(space, max(1, round(self.options.grid_fraction * n_trials)))
         self.plans: dict[int, dict[str, Any]] = {}
+        # The unpruned model, a parent like the trials (at the reference metric and the base
+        # latency) when the space can build it and it meets the study's limits.
+        self.base = unpruned_point(space)  # the unpruned model: never a trial
+        self.unpruned = (self.base, reference, base_latency_ms) \
+            if self.base is not None and base_latency_ms is not None else None
 
     def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         if trial.number not in self.plans:
@@ -79,25 +92,30 @@ class RefineSampler(PlannedSampler):
                 self.plans[trial.number] = dict(
                     self.points[trial.number % len(self.points)])
             else:
-                taken = {self.space.effective(p)
-                         for p in [*(t.params for t in trials), *self.plans.values()]}
-                self.plans[trial.number] = self.child([t.params for t in parents], taken)
+                tried = [*(t.params for t in trials), *self.plans.values()]
+                tried += [self.base] if self.base is not None else []
+                self.plans[trial.number] = self.child(
+                    parents, {self.space.effective(p) for p in tried})
         return self.plans[trial.number]
 
-    def parents(self, done: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-        """The front of the finished trials (those meeting the constraints, when any do),
-        without its members below `floor` of the reference; while none is above it, the
-        front's best (the fastest, most pruned members are the furthest from it)."""
+    def parents(self, done: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
+        """The policies of the front of the finished trials (those meeting the constraints,
+        when any do) and the unpruned model, without the members below `floor` of the
+        reference; while none is above it, the front's best. The unpruned model stays on the
+        front until a trial is as good and faster: till then the gentlest prunings grow from
+        it, as the fast ones grow from the fastest good trials."""
         done = [t for t in done if t.values and len(t.values) == 2]
         feasible = [t for t in done
                     if all(v <= 0 for v in t.user_attrs.get(CONSTRAINTS_ATTR, []))]
-        done = feasible or done
-        front = [done[i] for i in pareto_front(
-            [(self.objective.score(t.values[0]), t.values[1]) for t in done])]
-        good = [t for t in front if self.objective.ratio(self.reference, t.values[0])
-                >= self.options.floor]
-        best = max(front, key=lambda t: self.objective.score(t.values[0]), default=None)
-        return good or ([best] if best else [])
+        members = [(t.params, t.values[0], t.values[1]) for t in feasible or done]
+        if self.unpruned and members:
+            members.append(self.unpruned)
+        front = [members[i] for i in pareto_front(
+            [(self.objective.score(metric), latency) for _, metric, latency in members])]
+        good = [m for m in front
+                if self.objective.ratio(self.reference, m[1]) >= self.options.floor]
+        best = max(front, key=lambda m: self.objective.score(m[1]), default=None)
+        return [params for params, _, _ in good or ([best] if best else [])]
 
     def child(self, parents: Sequence[Mapping[str, Any]],
               taken: set[tuple[tuple[str, Any], ...]]) -> dict[str, Any]:

@@ -196,10 +196,16 @@ def _uniform_models(space: Any, base: Any) -> int:
     return len(models - {base})
 
 
+def unpruned_point(space: Any) -> dict[str, Any] | None:
+    """The point of `space` that builds the unpruned model, when its ratios start at 0 (else
+    None: no point builds it)."""
+    return space.uniform_point(0.0, 0) if space.ratio_min == 0 else None
+
+
 def _base_model(space: Any) -> Any:
-    """The unpruned model as `effective` names it, when the space's ratios start at 0
-    (else None: no uniform point builds it)."""
-    return space.effective(space.uniform_point(0.0, 0)) if space.ratio_min == 0 else None
+    """The unpruned model as `effective` names it (None when no point of `space` builds it)."""
+    point = unpruned_point(space)
+    return space.effective(point) if point is not None else None
 
 
 def _spread(values: list[float]) -> list[float]:
@@ -217,11 +223,13 @@ def _spread(values: list[float]) -> list[float]:
 def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
                  constraints: Constraints | None = None,
                  agent: Callable[..., optuna.samplers.BaseSampler] | None = None,
-                 reference: float = 1.0) -> optuna.samplers.BaseSampler:
+                 reference: float = 1.0,
+                 base_latency_ms: float | None = None) -> optuna.samplers.BaseSampler:
     """Return the configured sampler, seeded; bad options raise UserError.
 
     `space` (a PolicySpace) is needed by `uniform` and `refine` (which judges trials against
-    the base `reference` metric); `agent` builds the `amc` sampler (it needs the model's
+    the base `reference` metric, and grows gentle prunings from the unpruned model measured
+    at `base_latency_ms`); `agent` builds the `amc` sampler (it needs the model's
     groups and latency model). Without them the options are only checked.
     """
     options = dict(cfg.options)
@@ -231,8 +239,11 @@ def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
         RefineOptions.from_dict(options)  # raises UserError on bad values
         if space is None:
             return optuna.samplers.RandomSampler(seed=seed)
-        return RefineSampler(space, cfg.n_trials, seed, options,
-                             (constraints or Constraints()).objective, reference)
+        limits = constraints or Constraints()
+        if base_latency_ms is not None and not limits.met(reference, base_latency_ms):
+            base_latency_ms = None  # the unpruned model is no parent when it breaks a limit
+        return RefineSampler(space, cfg.n_trials, seed, options, limits.objective, reference,
+                             base_latency_ms)
     if cfg.sampler in ("uniform", "amc"):
         from autoprune.search.amc_options import AGENT_OPTIONS
 

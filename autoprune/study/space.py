@@ -83,5 +83,5 @@ def plan_search(settings: Settings, prepared: Prepared, base: Reference, profile
                               constraints.max_latency_ms, base.objective, base.best,
                               calibration(prepared.workload))
     sampler = make_sampler(search, settings.seed, space=space, constraints=constraints,
-                           agent=agent, reference=base.best)
+                           agent=agent, reference=base.best, base_latency_ms=base.latency_ms)
     return Plan(space, sampler, constraints, seed_points)

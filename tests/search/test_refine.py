@@ -82,14 +82,19 @@ def test_parents_are_front_models_above_the_floor_or_the_fronts_best_when_none_i
     sampler = RefineSampler(SPACE, 10, seed=0, options={"floor": 0.95}, objective=ACCURACY,
                             reference=0.8)
     study = run(sampler, 6, lambda p: 0.8 * (0.9 + 0.1 * kept(p)))
-    parents = sampler.parents(study.trials)
+    parents = trials_of(sampler.parents(study.trials), study)
     assert parents and all(t.values[0] >= 0.95 * 0.8 for t in parents)
     front = {t.number for t in study.best_trials}
     assert {t.number for t in parents} <= front
     low = RefineSampler(SPACE, 10, seed=0, options={"floor": 1.0}, objective=ACCURACY,
                         reference=10.0)  # nothing reaches it: the front's most accurate
     best = max(study.best_trials, key=lambda t: t.values[0])
-    assert [t.number for t in low.parents(study.trials)] == [best.number]
+    assert trials_of(low.parents(study.trials), study) == [best]
+
+
+def trials_of(policies: list[dict], study: optuna.Study) -> list:
+    """The trials of `study` that tried `policies`, in their order."""
+    return [next(t for t in study.trials if t.params == p) for p in policies]
 
 
 def test_a_minimised_metric_takes_parents_by_its_own_direction():
@@ -97,7 +102,7 @@ def test_a_minimised_metric_takes_parents_by_its_own_direction():
     sampler = RefineSampler(SPACE, 10, seed=0, options={"floor": 0.9}, objective=perplexity,
                             reference=20.0)
     study = run(sampler, 6, lambda p: 20.0 / (0.8 + 0.2 * kept(p)))  # higher when pruned
-    parents = sampler.parents(study.trials)
+    parents = trials_of(sampler.parents(study.trials), study)
     assert parents and all(20.0 / t.values[0] >= 0.9 for t in parents)
 
 
@@ -115,6 +120,16 @@ def test_a_mutation_always_changes_the_policy_and_stays_in_the_space(seed):
         for block in ("b", "c"):  # a removed block has no ratio; a kept one is channel-pruned
             if child.get(f"{block}.block.strategy") == "layer":
                 assert f"{block}.block.ratio" not in child
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4])
+def test_no_child_is_the_unpruned_model(seed):
+    # Restoring a block at the mean ratio 0, or shifting every ratio down to 0, rebuilds it.
+    sampler = RefineSampler(SPACE, 20, seed=seed, options={"grid_fraction": 0.4},
+                            objective=ACCURACY, reference=1.0)
+    study = run(sampler, 20, lambda p: 1.0 - 0.3 * (1 - kept(p)))
+    unpruned = SPACE.effective(SPACE.uniform_point(0.0, 0))
+    assert unpruned not in [SPACE.effective(t.params) for t in study.trials]
 
 
 def test_children_never_rebuild_a_model_already_tried():
@@ -139,3 +154,23 @@ def test_children_never_rebuild_a_model_already_tried():
         study.tell(trial, [5.0 / (0.2 + 0.8 * left(trial.params)), left(trial.params)])
     models = [space.effective(t.params) for t in study.trials]
     assert len(set(models)) == 24
+
+
+def test_the_unpruned_model_is_a_parent_until_a_trial_is_as_good_and_faster():
+    # Every pruning costs accuracy: the gentlest models can only grow from the unpruned one.
+    unpruned = SPACE.uniform_point(0.0, 0)
+    sampler = RefineSampler(SPACE, 20, seed=0, options={"grid_fraction": 0.4},
+                            objective=ACCURACY, reference=1.0, base_latency_ms=1.0)
+    study = run(sampler, 20, lambda p: 1.0 - 0.3 * (1 - kept(p)))
+    assert unpruned in sampler.parents(study.trials)
+    # Its children are gentler than any grid model, and none is the unpruned model itself.
+    grid = max(t.values[1] for t in study.trials[:8])
+    assert grid < max(t.values[1] for t in study.trials[8:]) < 1.0
+    without = RefineSampler(SPACE, 20, seed=0, options={"grid_fraction": 0.4},
+                            objective=ACCURACY, reference=1.0)
+    assert unpruned not in without.parents(study.trials)
+    # A trial as accurate as the reference and faster: the unpruned model is off the front.
+    lossless = run(RefineSampler(SPACE, 20, seed=0, options={"grid_fraction": 0.4},
+                                 objective=ACCURACY, reference=1.0, base_latency_ms=1.0),
+                   12, lambda p: 1.0)
+    assert unpruned not in lossless.sampler.parents(lossless.trials)

@@ -51,6 +51,17 @@ def test_each_name_gives_the_sampler_it_promises():
         assert type(make_sampler(search_config(name), 0, space=SPACE)) is cls, name
 
 
+def test_refine_grows_from_the_unpruned_model_only_when_it_meets_the_limits():
+    cfg = search_config("refine")
+    assert make_sampler(cfg, 0, space=SPACE, reference=0.9, base_latency_ms=2.0).unpruned
+    slow = Constraints(max_latency_ms=1.0, objective=ACCURACY)
+    assert make_sampler(cfg, 0, space=SPACE, constraints=slow, reference=0.9,
+                        base_latency_ms=2.0).unpruned is None
+    fits = Constraints(max_latency_ms=3.0, metric_bound=0.85, objective=ACCURACY)
+    assert make_sampler(cfg, 0, space=SPACE, constraints=fits, reference=0.9,
+                        base_latency_ms=2.0).unpruned == (SPACE.uniform_point(0.0), 0.9, 2.0)
+
+
 def test_no_sampler_is_given_a_deprecated_constraints_func():
     # Constraints reach the samplers through Trial.set_constraint (see the runner's tests).
     limits = Constraints(max_latency_ms=1.0)
