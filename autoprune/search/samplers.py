@@ -239,7 +239,7 @@ def make_sampler(cfg: SearchConfig, seed: int, *, space: Any = None,
         RefineOptions.from_dict(options)  # raises UserError on bad values
         if space is None:
             return optuna.samplers.RandomSampler(seed=seed)
-        limits = constraints or Constraints()
+        limits = constraints if constraints is not None else Constraints()  # no limits is falsy
         if base_latency_ms is not None and not limits.met(reference, base_latency_ms):
             base_latency_ms = None  # the unpruned model is no parent when it breaks a limit
         return RefineSampler(space, cfg.n_trials, seed, options, limits.objective, reference,

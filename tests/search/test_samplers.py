@@ -62,6 +62,14 @@ def test_refine_grows_from_the_unpruned_model_only_when_it_meets_the_limits():
                         base_latency_ms=2.0).unpruned == (SPACE.uniform_point(0.0), 0.9, 2.0)
 
 
+def test_refine_judges_trials_by_the_tasks_metric_when_there_are_no_limits():
+    # An empty Constraints is falsy; its objective (perplexity here) must still reach refine.
+    perplexity = Objective("perplexity", "minimize")
+    sampler = make_sampler(search_config("refine"), 0, space=SPACE,
+                           constraints=Constraints(objective=perplexity), reference=4.0)
+    assert sampler.objective == perplexity
+
+
 def test_no_sampler_is_given_a_deprecated_constraints_func():
     # Constraints reach the samplers through Trial.set_constraint (see the runner's tests).
     limits = Constraints(max_latency_ms=1.0)
