@@ -80,9 +80,11 @@ class RefineSampler(PlannedSampler):
         self.plans: dict[int, dict[str, Any]] = {}
         # The unpruned model, a parent like the trials (at the reference metric and the base
         # latency) when the space can build it and it meets the study's limits.
-        self.base = unpruned_point(space)  # the unpruned model: never a trial
-        self.unpruned = (self.base, reference, base_latency_ms) \
-            if self.base is not None and base_latency_ms is not None else None
+        base = unpruned_point(space)
+        self.unpruned = (base, reference, base_latency_ms) \
+            if base is not None and base_latency_ms is not None else None
+        # The unpruned model is never a trial: its name (`effective`) counts as taken.
+        self.excluded = {space.effective(base)} if base is not None else set()
 
     def plan(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         if trial.number not in self.plans:
@@ -92,10 +94,9 @@ class RefineSampler(PlannedSampler):
                 self.plans[trial.number] = dict(
                     self.points[trial.number % len(self.points)])
             else:
-                tried = [*(t.params for t in trials), *self.plans.values()]
-                tried += [self.base] if self.base is not None else []
-                self.plans[trial.number] = self.child(
-                    parents, {self.space.effective(p) for p in tried})
+                taken = {self.space.effective(p)
+                         for p in [*(t.params for t in trials), *self.plans.values()]}
+                self.plans[trial.number] = self.child(parents, taken | self.excluded)
         return self.plans[trial.number]
 
     def parents(self, done: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
