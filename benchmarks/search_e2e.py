@@ -21,7 +21,7 @@ from pathlib import Path
 from common import RESULTS, commit, kept_results, machine, search, spread, write_results
 
 SHARES = ("share_train", "share_latency", "share_gate", "share_evaluate", "share_report",
-          "share_framework")
+          "share_framework", "share_idle_end")
 
 
 def one_run(profile: str, extra: list[str]) -> dict:
@@ -51,7 +51,7 @@ def one_run(profile: str, extra: list[str]) -> dict:
         "its_test_accuracy": best.data.metrics.get("test_accuracy") if best else None,
         "its_latency_ms": best.data.metrics["latency_ms"] if best else None,
         "its_latency_cv": best.data.metrics["latency_cv"] if best else None,
-        **{k: m[k] for k in SHARES},
+        **{k: m[k] for k in SHARES if k in m},
         # The trials stage's seconds outside any trial: Tune starting the first trials'
         # workers (a process each, importing torch) and winding down after the last.
         "outside_trials_s": round(m["time_trials_s"] - (
@@ -110,13 +110,14 @@ def report(profiles: dict) -> None:
     lines += ["", "Where the trial slots' time went (% of the trials' wall time x "
               "search.concurrency; median [min, max]):", "",
               "| profile | training | timing latency | at the gate | evaluating | reports "
-              "waiting on Tune | framework and idle slots (those reports included) | seconds "
-              "outside any trial |",
-              "|---|---|---|---|---|---|---|---|"]
+              "waiting on Tune | framework (those reports included) | idle at the end (none "
+              "left to start) | seconds outside any trial |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for profile, entry in profiles.items():
         runs = [r for r in entry["runs"] if "share_framework" in r]
         if runs:
-            cells = " | ".join(spread([100 * r[k] for r in runs], 1) for k in SHARES)
+            cells = " | ".join(spread([100 * r[k] for r in runs], 1) if k in runs[0] else "-"
+                               for k in SHARES)
             lines.append(f"| {profile} | {cells} | "
                          f"{spread([r['outside_trials_s'] for r in runs], 1)} |")
     lines += [""] + [f"- {name}: `{entry['command']}` at commit {entry['commit']}, "

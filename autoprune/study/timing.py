@@ -1,6 +1,7 @@
 """Where a study's wall time went: its stages (the base model, the like-for-like reference,
 the trials, the front), and within the trials the share of the slots' time spent on each
-phase of a trial, the rest being the framework's (Ray, Optuna, MLflow) and idle slots."""
+phase of a trial, in slots left idle at the end (the last trials running, none left to start),
+the rest being the framework's (Ray, Optuna, MLflow, slots waiting for their next trial)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,27 @@ class StudyClock:
             self.stages[name] += time.monotonic() - begun
 
 
+def idle_at_end(records: Sequence[TrialRecord], slots: int) -> float:
+    """Slot-seconds from the last trial's start to the last trial's end in which a slot ran
+    no trial: fewer trials were left than slots, so none could start there."""
+    spans = [(r.started, r.finished) for r in records
+             if r.started is not None and r.finished is not None]
+    if not spans:
+        return 0.0
+    last_start = max(start for start, _ in spans)
+    ends = sorted(end for _, end in spans if end > last_start)  # every span began by then
+    idle, since = 0.0, last_start
+    for done, end in enumerate(ends):
+        idle += (end - since) * max(0, slots - (len(ends) - done))
+        since = end
+    return idle
+
+
 def breakdown(clock: StudyClock, records: Sequence[TrialRecord], slots: int) -> dict[str, float]:
     """The study's time as MLflow metrics: `time_<stage>_s`, the trials' summed
     `time_trials_<phase>_s`, and `share_<phase>` of the trial slots' time (stage seconds times
-    the concurrent trials), `share_framework` the rest (reports to Tune included)."""
+    the concurrent trials), `share_idle_end` the slots idle at the end (`idle_at_end`),
+    `share_framework` the rest (reports to Tune included)."""
     out = {"time_total_s": time.monotonic() - clock.started}
     out.update({f"time_{name}_s": s for name, s in clock.stages.items()})
     capacity = clock.stages["trials"] * max(slots, 1)
@@ -49,7 +67,9 @@ def breakdown(clock: StudyClock, records: Sequence[TrialRecord], slots: int) -> 
     if capacity > 0:
         out.update({f"share_{p}": s / capacity for p, s in spent.items()})
         work = sum(s for p, s in spent.items() if p not in FRAMEWORK_PHASES)
-        out["share_framework"] = max(0.0, 1.0 - work / capacity)
+        out["share_idle_end"] = min(idle_at_end(records, slots) / capacity,
+                                    max(0.0, 1.0 - work / capacity))
+        out["share_framework"] = max(0.0, 1.0 - work / capacity - out["share_idle_end"])
     return out
 
 
@@ -63,6 +83,8 @@ def describe(times: dict[str, float], slots: int) -> str:
     shares = ", ".join(f"{words} {100 * times[f'share_{p}']:.0f}%"
                        for p, words in PHASE_WORDS.items() if times[f"share_{p}"] >= 0.005)
     return (f"{line}\n  of the trials' {slots} slots x {times['time_trials_s']:.0f} s: "
-            f"{shares}, framework and idle slots {100 * times['share_framework']:.0f}% "
+            f"{shares}, framework {100 * times['share_framework']:.0f}% "
             f"(of it {100 * times['share_report']:.0f}% trials waiting on Ray Tune to take "
-            "their reports; the rest Ray, Optuna, MLflow, a slot waiting for its next trial)")
+            "their reports; the rest Ray, Optuna, MLflow, a slot waiting for its next trial), "
+            f"idle at the end {100 * times.get('share_idle_end', 0.0):.0f}% (the last trials "
+            "running, none left to start)")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from autoprune.search.records import TrialRecord
-from autoprune.study.timing import StudyClock, breakdown, describe
+from autoprune.study.timing import StudyClock, breakdown, describe, idle_at_end
 
 
-def _record(number: int, state: str = "complete", **seconds: float) -> TrialRecord:
-    return TrialRecord(number, {}, state, {f"time_{k}_s": v for k, v in seconds.items()})
+def _record(number: int, state: str = "complete", span: tuple[float, float] | None = None,
+            **seconds: float) -> TrialRecord:
+    started, finished = span or (None, None)
+    return TrialRecord(number, {}, state, {f"time_{k}_s": v for k, v in seconds.items()},
+                       started=started, finished=finished)
 
 
 def test_the_slots_time_is_split_by_phase_and_the_rest_is_the_framework():
@@ -25,7 +28,7 @@ def test_the_slots_time_is_split_by_phase_and_the_rest_is_the_framework():
     assert times["share_framework"] == pytest.approx(1 - 85 / 100)
     text = describe(times, 2)
     assert "base model 20 s" in text and "2 slots x 50 s" in text
-    assert "training 60%" in text and "framework and idle slots 15%" in text
+    assert "training 60%" in text and "framework 15%" in text
     assert "waiting at the latency gate" not in text  # nothing spent there
 
 
@@ -42,5 +45,24 @@ def test_time_trials_spend_waiting_on_tune_counts_as_the_frameworks():
     times = breakdown(clock, [_record(0, train=60.0, report=5.0)], slots=2)
     assert times["share_report"] == pytest.approx(0.05)
     assert times["share_framework"] == pytest.approx(0.4)  # the 5% reporting included
-    assert "framework and idle slots 40% (of it 5% trials waiting on Ray Tune" in \
+    assert "framework 40% (of it 5% trials waiting on Ray Tune" in describe(times, 2)
+
+
+def test_slots_left_idle_at_the_end_are_not_the_frameworks():
+    # Two slots: trials 0 and 1 side by side, then 2 and 3; trial 3 starts last (t=12) and
+    # trial 2 ends at 14, so one slot has nothing to run from 14 to 20 (6 s); the last trial
+    # ran 3 to 12 in the other slot, which then started trial 3.
+    spans = {0: (0.0, 3.0), 1: (0.5, 11.5), 2: (3.5, 14.0), 3: (12.0, 20.0)}
+    records = [_record(n, span=span, train=span[1] - span[0]) for n, span in spans.items()]
+    assert idle_at_end(records, slots=2) == pytest.approx(6.0)
+    assert idle_at_end(records, slots=3) == pytest.approx(2 + 2 * 6.0)  # a third slot: 12-14
+    assert idle_at_end(records[3:], slots=1) == 0.0
+    assert idle_at_end([_record(0, train=1.0)], slots=2) == 0.0  # no times, nothing known
+    clock = StudyClock()
+    clock.stages.update(trials=21.0)  # a second outside any trial
+    times = breakdown(clock, records, slots=2)
+    work = sum(e - s for s, e in spans.values())
+    assert times["share_idle_end"] == pytest.approx(6.0 / 42)
+    assert times["share_framework"] == pytest.approx(1 - work / 42 - 6.0 / 42)
+    assert "idle at the end 14% (the last trials running, none left to start)" in \
         describe(times, 2)
