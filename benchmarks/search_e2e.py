@@ -51,7 +51,7 @@ def one_run(profile: str, extra: list[str]) -> dict:
         "its_test_accuracy": best.data.metrics.get("test_accuracy") if best else None,
         "its_latency_ms": best.data.metrics["latency_ms"] if best else None,
         "its_latency_cv": best.data.metrics["latency_cv"] if best else None,
-        **{k: m[k] for k in SHARES if k in m},
+        **{k: m[k] for k in SHARES},
         # The trials stage's seconds outside any trial: Tune starting the first trials'
         # workers (a process each, importing torch) and winding down after the last.
         "outside_trials_s": round(m["time_trials_s"] - (
@@ -116,8 +116,7 @@ def report(profiles: dict) -> None:
     for profile, entry in profiles.items():
         runs = [r for r in entry["runs"] if "share_framework" in r]
         if runs:
-            cells = " | ".join(spread([100 * r[k] for r in runs], 1) if k in runs[0] else "-"
-                               for k in SHARES)
+            cells = " | ".join(spread([100 * r[k] for r in runs], 1) for k in SHARES)
             lines.append(f"| {profile} | {cells} | "
                          f"{spread([r['outside_trials_s'] for r in runs], 1)} |")
     lines += [""] + [f"- {name}: `{entry['command']}` at commit {entry['commit']}, "

@@ -67,9 +67,9 @@ def breakdown(clock: StudyClock, records: Sequence[TrialRecord], slots: int) -> 
     if capacity > 0:
         out.update({f"share_{p}": s / capacity for p, s in spent.items()})
         work = sum(s for p, s in spent.items() if p not in FRAMEWORK_PHASES)
-        out["share_idle_end"] = min(idle_at_end(records, slots) / capacity,
-                                    max(0.0, 1.0 - work / capacity))
-        out["share_framework"] = max(0.0, 1.0 - work / capacity - out["share_idle_end"])
+        rest = max(0.0, 1.0 - work / capacity)
+        out["share_idle_end"] = min(idle_at_end(records, slots) / capacity, rest)
+        out["share_framework"] = rest - out["share_idle_end"]
     return out
 
 
@@ -86,5 +86,5 @@ def describe(times: dict[str, float], slots: int) -> str:
             f"{shares}, framework {100 * times['share_framework']:.0f}% "
             f"(of it {100 * times['share_report']:.0f}% trials waiting on Ray Tune to take "
             "their reports; the rest Ray, Optuna, MLflow, a slot waiting for its next trial), "
-            f"idle at the end {100 * times.get('share_idle_end', 0.0):.0f}% (the last trials "
+            f"idle at the end {100 * times['share_idle_end']:.0f}% (the last trials "
             "running, none left to start)")

@@ -49,9 +49,8 @@ def test_time_trials_spend_waiting_on_tune_counts_as_the_frameworks():
 
 
 def test_slots_left_idle_at_the_end_are_not_the_frameworks():
-    # Two slots: trials 0 and 1 side by side, then 2 and 3; trial 3 starts last (t=12) and
-    # trial 2 ends at 14, so one slot has nothing to run from 14 to 20 (6 s); the last trial
-    # ran 3 to 12 in the other slot, which then started trial 3.
+    # Two slots: trial 0 then 2 in one, trial 1 then 3 in the other. Trial 3 starts last
+    # (t=12); trial 2 ends at 14, so that slot has nothing left to run from 14 to 20 (6 s).
     spans = {0: (0.0, 3.0), 1: (0.5, 11.5), 2: (3.5, 14.0), 3: (12.0, 20.0)}
     records = [_record(n, span=span, train=span[1] - span[0]) for n, span in spans.items()]
     assert idle_at_end(records, slots=2) == pytest.approx(6.0)
