@@ -97,13 +97,15 @@ class SearchConfig:
     sensitivity_max_drop: float = 0.2
     # Multi-fidelity fine-tuning: at each rung (a fraction of finetune.steps) a trial whose
     # metric trails, by more than the (relative) margin, a trial that reached the same rung
-    # at least as fast stops there.
+    # at least as fast stops there; with early_stop_curves, unless a finished trial that was
+    # no better at that rung ended where it could reach the front.
     # Tune retries of a trial whose worker died (killed, out of memory, a node lost), from
     # its last checkpoint; a trial that fails on its own (diverged) is not retried.
     max_failures: int = 1
     early_stop: bool = True
     early_stop_margin: float = 0.005
     rungs: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5)
+    early_stop_curves: bool = False
     # A base model at chance level stops the study unless this is set.
     allow_weak_base: bool = False
 

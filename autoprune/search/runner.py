@@ -150,7 +150,8 @@ def run_trials(
     storage = optuna_storage(search.storage)
     store = WeightStore.options(scheduling_strategy=here()).remote()
     stopper = EarlyStop(search.early_stop, search.early_stop_margin,
-                        context.settings.finetune.steps, objective, search.rungs)
+                        context.settings.finetune.steps, objective, search.rungs,
+                        search.early_stop_curves)
     searcher = StudySearch(
         space=context.space, metric=[objective.metric, "latency_ms"], mode=[objective.mode, "min"],
         sampler=sampler, study_name=study_name, storage=storage,

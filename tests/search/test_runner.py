@@ -114,6 +114,35 @@ def test_a_trial_is_judged_against_trials_still_running_like_asha():
     assert stop("late", result(2, 0.8, 1.0))
 
 
+def final(value: float, ms: float) -> dict:
+    return {"accuracy": value, "latency_ms": ms}
+
+
+def test_with_curves_a_trial_behind_goes_on_when_one_as_far_behind_ended_on_the_front():
+    stop = EarlyStop(True, 0.005, 8, ACCURACY, rungs=(0.25,), curves=True)
+    assert not stop("fast-starter", result(2, 0.95, 1.0))  # e.g. a block removed
+    assert not stop("fast-starter", final(0.96, 1.0))
+    # Nothing finished was as far behind at the rung yet: stopped, as without curves.
+    assert stop("slow", result(2, 0.30, 1.2))
+    assert not stop("fast", result(2, 0.40, 0.8))  # the fastest: nothing to trail
+    assert not stop("fast", final(0.99, 0.8))  # recovered past the fast starter
+    # Now a trial behind at the rung may end as well as "fast" did: it goes on...
+    assert not stop("alike", result(2, 0.40, 1.2))
+    # ...unless a finished trial at least as fast already beats that end by the margin.
+    assert not stop("best", result(2, 0.97, 0.7))
+    assert not stop("best", final(0.999, 0.7))
+    assert stop("beaten", result(2, 0.45, 1.2))
+    assert not stop("faster-still", result(2, 0.45, 0.6))
+    # A trial further behind than every finished one at the rung has no such evidence.
+    assert stop("far", result(2, 0.10, 1.5))
+    # Without curves the same trials stop at the rung, as each trails a faster one there.
+    plain = EarlyStop(True, 0.005, 8, ACCURACY, rungs=(0.25,))
+    for trial, step, value, ms in (("s", 2, 0.95, 1.0), ("f", 2, 0.40, 0.8)):
+        assert not plain(trial, result(step, value, ms))
+    assert not plain("f", final(0.99, 0.8))
+    assert plain("alike", result(2, 0.40, 1.2))
+
+
 def test_rungs_are_steps_before_the_last():
     assert rung_steps((0.25, 0.5), 34) == (8, 17)
     assert rung_steps((0.01, 0.5, 0.99), 10) == (5,)  # rounded to no step or the last: dropped
