@@ -33,9 +33,8 @@ def default_space():  # noqa: ANN201 - the project's PolicySpace and the task's 
     from autoprune.search.space import PolicySpace
     from autoprune.study.prepare import prepare
 
-    with tempfile.TemporaryDirectory() as cache:
-        settings = settings_from_dict(compose("search", ["hardware=cpu", f"cache_dir={cache}"]))
-        prepared = prepare(settings, lambda line: None)
+    settings = settings_from_dict(compose("search", ["hardware=cpu"]))  # its cache, as a study
+    prepared = prepare(settings, lambda line: None)
     pruning = settings.pruning
     return PolicySpace(prepared.choices, pruning.ratio_min, pruning.ratio_max,
                        pruning.ratio_step, pruning.schedules), prepared.task.objective
