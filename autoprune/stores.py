@@ -10,7 +10,8 @@ An Optuna SQLite store is switched to SQLite's write-ahead log (WAL): Optuna wri
 suggested parameter in its own transaction, and in the default rollback-journal mode each
 of those commits costs several syncs, all of it on the path from one trial to the next.
 The mode stays with the file (its readers, such as optuna-dashboard, need nothing); the
-`-wal` and `-shm` files beside it exist while it is open.
+`-wal` and `-shm` files beside it exist while it is open (a process killed outright leaves
+them, with its last commits, for the next open).
 """
 
 from __future__ import annotations
@@ -24,17 +25,28 @@ from pathlib import Path
 
 import optuna
 
-SQLITE = "sqlite:///"
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a SQLite database URL (its query options left out); None for any other
+    database and for SQLite in memory."""
+    from sqlalchemy.engine import make_url
+
+    if not uri.startswith("sqlite"):  # a tracking URI may be a path or a server, not a URL
+        return None
+    url = make_url(uri)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser()
 
 
 @contextlib.contextmanager
 def creating(uri: str) -> Iterator[None]:
     """Hold an exclusive lock while a SQLite store at `uri` is opened (and maybe created)."""
-    if not uri.startswith(SQLITE):
+    path = sqlite_file(uri)
+    if path is None:
         yield
         return
-    folder = Path(uri[len(SQLITE):]).expanduser().resolve().parent
-    handle = os.open(folder, os.O_RDONLY)
+    handle = os.open(path.resolve().parent, os.O_RDONLY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
@@ -44,23 +56,16 @@ def creating(uri: str) -> Iterator[None]:
 
 def write_ahead(uri: str) -> None:
     """Put the SQLite database at `uri` (created if missing) in WAL mode. A file that cannot
-    be (a filesystem without shared memory, another process holding it) keeps its mode: WAL
-    only makes commits cheaper."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(uri)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    be (a filesystem without shared memory, another process holding it, a path Optuna will
+    report itself) keeps its mode: WAL only makes commits cheaper."""
+    path = sqlite_file(uri)
+    if path is None:
         return
     try:
-        connection = sqlite3.connect(Path(url.database).expanduser(), timeout=1.0)
-    except sqlite3.Error:
-        return  # Optuna reports an unusable path itself
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
+        with contextlib.closing(sqlite3.connect(path, timeout=1.0)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
     except sqlite3.Error:
         pass
-    finally:
-        connection.close()
 
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:

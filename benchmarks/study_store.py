@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sqlite3
 import sys
 import tempfile
 import time
@@ -50,11 +49,8 @@ def one_study(space, objective, mode: str, trials: int, folder: Path,  # noqa: A
     from autoprune.stores import optuna_storage
 
     url = f"sqlite:///{folder / f'{mode}.db'}"
-    if mode == "wal":
-        storage = optuna_storage(url)
-    else:
-        sqlite3.connect(folder / f"{mode}.db").close()  # a new file, rollback journal
-        storage = optuna.storages.RDBStorage(url)
+    # A new file: Optuna alone leaves it in SQLite's default rollback-journal mode.
+    storage = optuna_storage(url) if mode == "wal" else optuna.storages.RDBStorage(url)
     stopper = EarlyStop(False, 0.0, 1, objective)
     searcher = StudySearch(space=space, metric=[objective.metric, "latency_ms"],
                            mode=[objective.mode, "min"],
