@@ -27,9 +27,12 @@ A method named `<method>:full` is that method with `search.early_stop=false` (no
 fine-tuning: every trial gets every step), the full-budget twin multi-fidelity is judged by;
 `<method>+key=value` is that method with one more override (`tpe+search.rungs=[0.125,0.5]`).
 
-Reported as the median and interquartile range over seeds. Workloads: `resnet` (the default
-digits study), `gpt` (`task=language_model`) and `mobilenet` (`model=mobilenet`, held out: no
-method was tuned on it). Writes benchmarks/results/search_methods.
+Reported as the median and interquartile range over seeds, with one more row per workload,
+all methods pooled: per seed, every completed trial of every method taken together and scored
+as one study, the ceiling of what any one method could show on that workload.
+
+Workloads: `resnet` (the default digits study), `gpt` (`task=language_model`) and `mobilenet`
+(`model=mobilenet`, held out: no method was tuned on it). Writes benchmarks/results/search_methods.
 {json,md}, each workload with the command and commit that made it (a run of one workload
 keeps the others' results; with `--add`, a run of some methods keeps the workload's other
 methods, each with the command and commit that made it).
@@ -54,6 +57,7 @@ from common import RESULTS, commit, kept_results, machine, search, write_results
 
 METHODS = ("uniform", "random", "tpe", "refine", "amc")
 FULL = ":full"  # a method name ending so runs with every trial fine-tuned to the end
+POOLED = "all methods, pooled"  # the row of every method's trials of a seed taken together
 WORKLOADS = {  # overrides, default trials, metric, direction, (small, larger) drop
     "resnet": ([], 32, "accuracy", "maximize", (0.005, 0.01)),
     "gpt": (["task=language_model"], 24, "perplexity", "minimize", (0.025, 0.05)),
@@ -108,22 +112,25 @@ def one_study(workload: str, method: str, seed: int, trials: int, cache: Path,
             "failed": sum(r.data.tags.get("state") == "failed" for r in runs)}
 
 
+def points(run: dict, base_ms: float) -> list[tuple[float, float]]:
+    """The study's completed trials as (latency ratio to the common base, quality q)."""
+    direction, ref = WORKLOADS[run["workload"]][3], run["reference"]
+    return [(ms / base_ms, v / ref if direction == "maximize" else ref / v)
+            for v, ms in run["trials"]]
+
+
 def score(run: dict, base_ms: float) -> None:
     """The user's figures of one study, against the workload's common base latency."""
     _, _, metric, direction, drops = WORKLOADS[run["workload"]]
     ref = run["reference"]
-
-    def quality(value: float) -> float:
-        return value / ref if direction == "maximize" else ref / value
 
     def within(value: float, drop: float) -> bool:
         if direction == "maximize":
             return value >= ref - drop - 1e-9
         return value <= ref * (1 + drop) + 1e-9
 
-    points = [(ms / base_ms, quality(v)) for v, ms in run["trials"]]
     for floor in FLOORS:
-        run[f"hv_{floor}"] = hypervolume(points, floor)
+        run[f"hv_{floor}"] = hypervolume(points(run, base_ms), floor)
     for drop in drops:
         fits = [base_ms / ms for v, ms in run["trials"] if within(v, drop)]
         run[f"speedup_within_{drop}"] = max(fits, default=None)
@@ -145,6 +152,29 @@ def iqr(values: Sequence[float | None], digits: int = 3, scale: float = 1.0) -> 
     return text if len(real) == len(values) else f"{text} ({len(real)}/{len(values)})"
 
 
+def pooled(runs: list[dict], workload: str) -> list[dict]:
+    """Per seed, every completed trial of every method of that seed taken together, scored as
+    one study: what all the methods found at all their cost, a ceiling for any one of them
+    (speedups and budget figures are the best of the seed's studies, each against its own
+    reference; the steps and wall seconds are their sums)."""
+    _, _, metric, direction, drops = WORKLOADS[workload]
+    mine = [r for r in runs if r["workload"] == workload]
+    base_ms = statistics.median(r["base_latency_ms"] for r in mine)
+    best = max if direction == "maximize" else min
+    rows = []
+    for seed in sorted({r["seed"] for r in mine}):
+        same = [r for r in mine if r["seed"] == seed]
+        row = {f"hv_{f}": hypervolume([p for r in same for p in points(r, base_ms)], f)
+               for f in FLOORS}
+        for key, pick in ([(f"speedup_within_{d}", max) for d in drops]
+                          + [(f"{metric}_at_{b}x", best) for b in BUDGETS]):
+            row[key] = pick((r[key] for r in same if r[key] is not None), default=None)
+        for key in ("steps_used", "steps_full", "wall_s"):
+            row[key] = sum(r[key] for r in same)
+        rows.append(row)
+    return rows
+
+
 def table(runs: list[dict], workload: str, methods: Sequence[str]) -> list[str]:
     _, _, metric, direction, drops = WORKLOADS[workload]
     unit = "pt" if direction == "maximize" else "%"  # accuracy points, or % more perplexity
@@ -153,8 +183,11 @@ def table(runs: list[dict], workload: str, methods: Sequence[str]) -> list[str]:
              + [f"{metric} at {b}x latency" for b in BUDGETS]
              + ["fine-tuning steps (of full)", "wall s"])
     lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
-    for method in methods:
-        mine = [r for r in runs if r["workload"] == workload and r["method"] == method]
+    rows = [(f"`{m}`", [r for r in runs if r["workload"] == workload and r["method"] == m])
+            for m in methods]
+    if len(methods) > 1:
+        rows.append((POOLED, pooled(runs, workload)))
+    for name, mine in rows:
         if not mine:
             continue
         cells = [iqr([r[f"hv_{f}"] for r in mine], 4) for f in FLOORS]
@@ -162,7 +195,7 @@ def table(runs: list[dict], workload: str, methods: Sequence[str]) -> list[str]:
         cells += [iqr([r[f"{metric}_at_{b}x"] for r in mine], 4) for b in BUDGETS]
         cells.append(iqr([r["steps_used"] / r["steps_full"] for r in mine], 2))
         cells.append(iqr([r["wall_s"] for r in mine], 0))
-        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -230,7 +263,11 @@ def report(results: dict) -> str:
     lines = ["# Search methods under the same conditions\n",
              "Each cell: median [interquartile range] over seeds; a count in parentheses says "
              "how many studies got there at all. q is the metric relative to the study's "
-             "reference (higher is better); latency relative to the workload's common base.\n"]
+             "reference (higher is better); latency relative to the workload's common base. "
+             f"*{POOLED}*: per seed, the completed trials of every method above taken "
+             "together and scored as one study (the best speedups and budget figures of the "
+             "seed's studies; steps and wall seconds summed): what all of them found at all "
+             "their cost, a ceiling for any one method.\n"]
     for workload, result in results.items():
         made = result.get("made", {m: {"command": result["command"], "commit": result["commit"]}
                                    for m in result["methods"]})
