@@ -21,7 +21,7 @@ from pathlib import Path
 from common import RESULTS, commit, kept_results, machine, search, spread, write_results
 
 SHARES = ("share_train", "share_latency", "share_gate", "share_evaluate", "share_report",
-          "share_framework", "share_idle_end")
+          "share_startup", "share_framework", "share_idle_end")
 
 
 def one_run(profile: str, extra: list[str]) -> dict:
@@ -110,11 +110,11 @@ def report(profiles: dict) -> None:
     lines += ["", "Where the trial slots' time went (% of the trials' wall time x "
               "search.concurrency; median [min, max]):", "",
               "| profile | training | timing latency | at the gate | evaluating | reports "
-              "waiting on Tune | framework (those reports included) | idle at the end (none "
-              "left to start) | seconds outside any trial |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "waiting on Tune | slots waiting for their first trial | framework (those two "
+              "included) | idle at the end (none left to start) | seconds outside any trial |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for profile, entry in profiles.items():
-        runs = [r for r in entry["runs"] if "share_framework" in r]
+        runs = [r for r in entry["runs"] if all(k in r for k in SHARES)]
         if runs:
             cells = " | ".join(spread([100 * r[k] for r in runs], 1) for k in SHARES)
             lines.append(f"| {profile} | {cells} | "

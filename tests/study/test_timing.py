@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autoprune.search.records import TrialRecord
-from autoprune.study.timing import StudyClock, breakdown, describe, idle_at_end
+from autoprune.study.timing import StudyClock, breakdown, describe, idle_at_end, starting
 
 
 def _record(number: int, state: str = "complete", span: tuple[float, float] | None = None,
@@ -65,3 +65,34 @@ def test_slots_left_idle_at_the_end_are_not_the_frameworks():
     assert times["share_framework"] == pytest.approx(1 - work / 42 - 6.0 / 42)
     assert "idle at the end 14% (the last trials running, none left to start)" in \
         describe(times, 2)
+
+
+def test_the_slots_wait_for_their_first_trial_is_the_frameworks_start_up():
+    # Two slots; the trials stage began at t=100: the first trials started at 104 and 104.5,
+    # the third (at 110, in a slot already used) is not a slot's first.
+    spans = {0: (104.0, 110.0), 1: (104.5, 112.0), 2: (110.0, 115.0)}
+    records = [_record(n, span=span, train=span[1] - span[0]) for n, span in spans.items()]
+    assert starting(records, slots=2, since=100.0) == pytest.approx(4.0 + 4.5)
+    assert starting(records, slots=1, since=100.0) == pytest.approx(4.0)
+    assert starting([_record(0, train=1.0)], slots=2, since=100.0) == 0.0  # no times known
+    clock = StudyClock()
+    clock.stages.update(trials=16.0)
+    clock.began["trials"] = 100.0
+    times = breakdown(clock, records, slots=2)
+    assert times["share_startup"] == pytest.approx(8.5 / 32)
+    assert times["share_startup"] <= times["share_framework"]
+    assert "27% the slots waiting for their first trial (Ray Tune starting" in \
+        describe(times, 2)
+    # a stage never entered through the clock knows no start: no share, and none printed
+    clock.began.clear()
+    assert "share_startup" not in breakdown(clock, records, slots=2)
+
+
+def test_the_clock_keeps_when_a_stage_first_began():
+    clock = StudyClock()
+    with clock.stage("trials"):
+        pass
+    first = clock.began["trials"]
+    with clock.stage("trials"):
+        pass
+    assert clock.began["trials"] == first and clock.stages["trials"] >= 0.0
