@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import ray
 
 from autoprune.cli import compose
 from autoprune.config import Settings, settings_from_dict
@@ -144,3 +145,12 @@ def refused(capsys, monkeypatch):
         return 0, capsys.readouterr().err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private Ray for one module's actors (benches, gates, the weight store)."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=100 * 1024 * 1024)
+    yield
+    ray.shutdown()

@@ -126,6 +126,16 @@ class StudyRun:
         return ray.get(self.store.get.remote(record.weights_key))
 
 
+def weight_store() -> Any:
+    """The driver's weight store, warmed up. The first tensor a fresh Ray worker receives costs
+    it about a second (Ray sets up its serializers); one sent now, while the driver still
+    prepares the search, keeps that second off the first finished trial's hand-over."""
+    store = WeightStore.options(scheduling_strategy=here()).remote()
+    store.put.remote("", {"": torch.zeros(1)})
+    store.drop.remote([""])  # an actor runs one caller's calls in order
+    return store
+
+
 def run_trials(
     *,
     study_name: str,
@@ -140,15 +150,17 @@ def run_trials(
     seed_points: Sequence[dict[str, Any]] = (),
     on_progress: OnProgress | None = None,
     on_start: Callable[[int], str] | None = None,
+    store: Any = None,
 ) -> StudyRun:
     """Run the study's trials under Ray Tune; returns the records in finish order.
 
     `seed_points` are params tried first (Optuna's enqueue_trial, through Ray's
     points_to_evaluate); `on_start(trial number)` returns the id of the trial's MLflow run,
-    created as it starts (kept on the Optuna trial as the user attribute `mlflow_run_id`)."""
+    created as it starts (kept on the Optuna trial as the user attribute `mlflow_run_id`);
+    `store` holds the front's weights (`weight_store()`, made here when not given)."""
     objective = context.task.objective
     storage = optuna_storage(search.storage)
-    store = WeightStore.options(scheduling_strategy=here()).remote()
+    store = weight_store() if store is None else store
     stopper = EarlyStop(search.early_stop, search.early_stop_margin,
                         context.settings.finetune.steps, objective, search.rungs,
                         search.early_stop_curves)

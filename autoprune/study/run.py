@@ -207,6 +207,7 @@ def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, 
     from autoprune.search.trainable import TrialContext
     from autoprune.terminal import Progress
 
+    store = runner.weight_store()  # warming up while the search is planned
     search_plan: Plan = plan_search(settings, prepared, base, profile, say)
     budget, done, earlier = settings.search.n_trials, 0, []
     seed_points = search_plan.seed_points
@@ -235,7 +236,7 @@ def _search(settings: Settings, prepared: Prepared, base: Reference, plan: Any, 
             on_record=on_record, sampler=search_plan.sampler,
             constraints=search_plan.constraints, seed_points=seed_points,
             on_progress=progress.running,
-            on_start=lambda number: tracker.start_trial(number, study_name))
+            on_start=lambda number: tracker.start_trial(number, study_name), store=store)
     progress.close()
     # Trials in flight when the study stopped (Ctrl-C, SIGTERM, a device that left).
     tracker.close_open_trials(f"{INTERRUPTED}: the study stopped before this trial finished")

@@ -1,4 +1,5 @@
-"""The Ray Tune side: failed trials reach Optuna as FAIL, never as stale values."""
+"""The Ray Tune side: failed trials reach Optuna as FAIL, never as stale values; the driver's
+weight store."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import ray
+import torch
 
 from autoprune.search.early_stop import (
     CHECK_LATENCY,
@@ -15,6 +18,7 @@ from autoprune.search.early_stop import (
     EarlyStop,
     rung_steps,
 )
+from autoprune.search.runner import weight_store
 from autoprune.search.samplers import CONSTRAINTS_ATTR, Constraints
 from autoprune.search.space import PolicySpace
 from autoprune.search.tune_search import StudySearch
@@ -169,3 +173,15 @@ def test_a_study_joining_a_cluster_ships_this_package_unless_told_otherwise():
         "working_dir": ".", "pip": ["timm"], "py_modules": [package]}
     assert job_environment({"py_modules": ["/opt/wheels/autoprune.whl"]}) == {
         "py_modules": ["/opt/wheels/autoprune.whl"]}
+
+
+def test_the_weight_store_comes_warmed_up_and_empty(local_ray):
+    store = weight_store()
+    with pytest.raises(ray.exceptions.RayTaskError, match="KeyError"):
+        ray.get(store.get.remote(""))  # the warm-up's tensor is gone
+    state = {"w": torch.arange(3.0)}
+    ray.get(store.put.remote("trial", state))
+    assert torch.equal(ray.get(store.get.remote("trial"))["w"], state["w"])
+    ray.get(store.drop.remote(["trial"]))
+    with pytest.raises(ray.exceptions.RayTaskError, match="KeyError"):
+        ray.get(store.get.remote("trial"))
