@@ -112,6 +112,11 @@ def one_study(workload: str, method: str, seed: int, trials: int, cache: Path,
             "failed": sum(r.data.tags.get("state") == "failed" for r in runs)}
 
 
+def common_base_ms(runs: list[dict]) -> float:
+    """A workload's common base latency: the median of its studies' base measurements."""
+    return statistics.median(r["base_latency_ms"] for r in runs)
+
+
 def points(run: dict, base_ms: float) -> list[tuple[float, float]]:
     """The study's completed trials as (latency ratio to the common base, quality q)."""
     direction, ref = WORKLOADS[run["workload"]][3], run["reference"]
@@ -134,9 +139,9 @@ def score(run: dict, base_ms: float) -> None:
     for drop in drops:
         fits = [base_ms / ms for v, ms in run["trials"] if within(v, drop)]
         run[f"speedup_within_{drop}"] = max(fits, default=None)
+    best = max if direction == "maximize" else min
     for budget in BUDGETS:
         fits = [v for v, ms in run["trials"] if ms <= budget * base_ms]
-        best = max if direction == "maximize" else min
         run[f"{metric}_at_{budget}x"] = best(fits, default=None)
 
 
@@ -159,7 +164,7 @@ def pooled(runs: list[dict], workload: str) -> list[dict]:
     reference; the steps and wall seconds are their sums)."""
     _, _, metric, direction, drops = WORKLOADS[workload]
     mine = [r for r in runs if r["workload"] == workload]
-    base_ms = statistics.median(r["base_latency_ms"] for r in mine)
+    base_ms = common_base_ms(mine)
     best = max if direction == "maximize" else min
     rows = []
     for seed in sorted({r["seed"] for r in mine}):
@@ -247,7 +252,7 @@ def main() -> None:
             mine = [r for r in old["runs"] if r["method"] not in args.methods] + mine
             made = {**old.get("made", {m: {"command": old["command"], "commit": old["commit"]}
                                        for m in old["methods"]}), **made}
-        base_ms = statistics.median(r["base_latency_ms"] for r in mine)
+        base_ms = common_base_ms(mine)
         for run in mine:
             score(run, base_ms)
         results[workload] = {"command": command, "commit": made_at, "machine": machine(),

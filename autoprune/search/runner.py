@@ -149,18 +149,17 @@ def run_trials(
     constraints: Constraints,
     seed_points: Sequence[dict[str, Any]] = (),
     on_progress: OnProgress | None = None,
+    store: Any,
     on_start: Callable[[int], str] | None = None,
-    store: Any = None,
 ) -> StudyRun:
     """Run the study's trials under Ray Tune; returns the records in finish order.
 
     `seed_points` are params tried first (Optuna's enqueue_trial, through Ray's
     points_to_evaluate); `on_start(trial number)` returns the id of the trial's MLflow run,
     created as it starts (kept on the Optuna trial as the user attribute `mlflow_run_id`);
-    `store` holds the front's weights (`weight_store()`, made here when not given)."""
+    `store` holds the front's weights (`weight_store()`)."""
     objective = context.task.objective
     storage = optuna_storage(search.storage)
-    store = weight_store() if store is None else store
     stopper = EarlyStop(search.early_stop, search.early_stop_margin,
                         context.settings.finetune.steps, objective, search.rungs,
                         search.early_stop_curves)
